@@ -1,0 +1,191 @@
+"""The one schema of params.yaml.
+
+Every params key is defined here, or (per-method hyperparameters) in the `Config` class of its method file,
+which this module collects through the method registry. Stages call `load_params()` first: an unknown key, a
+wrong type or an unknown method/dataset name stops the stage with one line naming the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+
+from promptlab.errors import UserError
+
+
+class StrictModel(BaseModel):
+    """Base of every params section: unknown keys are errors, values are not coerced silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelParams(StrictModel):
+    name: str = "promptlab-tiny"  # open_clip architecture name or the project's own config name
+    pretrained: str | None = None  # open_clip tag ("openai", ...), a local checkpoint path, or null
+    device: str = "cpu"
+
+
+class WorldParams(StrictModel):
+    """The embedded synthetic world (DESIGN.md §4)."""
+
+    seed: int = 0
+    image_size: int = Field(32, ge=8)
+    train_per_class: int = Field(32, ge=1)
+    val_per_class: int = Field(8, ge=1)
+    test_per_class: int = Field(24, ge=1)
+    shifted_domains: list[Literal["sketch", "noise"]] = ["sketch", "noise"]
+
+
+class PretrainParams(StrictModel):
+    """Contrastive pretraining of the tiny CLIP on captioned synthetic images."""
+
+    model: str = "promptlab-tiny"  # the project's own open_clip config
+    seed: int = 0
+    steps: int = Field(300, ge=1)
+    batch_size: int = Field(128, ge=2)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.1, ge=0)
+    warmup_steps: int = Field(20, ge=0)
+    domain_weights: dict[Literal["photo", "sketch", "noise"], float] = {"photo": 0.8, "sketch": 0.1, "noise": 0.1}
+    eval_per_class: int = Field(10, ge=1)
+
+
+class DataParams(StrictModel):
+    root: str = "data/raw"  # (contract) a folder laid out like CoOp's $DATA
+    datasets: list[str] = ["synthetic"]  # (contract) dataset ids trained and evaluated base-to-new
+    shots: int = Field(16, ge=1)  # (contract)
+    seeds: list[int] = [1, 2, 3]  # (contract)
+    shard_maxcount: int = Field(2000, ge=1)
+
+    @field_validator("datasets")
+    @classmethod
+    def _known_datasets(cls, ids: list[str]) -> list[str]:
+        from promptlab.data.registry import DATASETS
+
+        for i in ids:
+            if _check_dataset_id(i) and DATASETS[i].test_only:
+                raise ValueError(f"{i!r} is a test-only dataset (use it as an eval.domain_shift target)")
+        return ids
+
+
+class FeatureParams(StrictModel):
+    batch_size: int = Field(256, ge=1)
+    train_views: int = Field(4, ge=1)  # augmented views per training image, each encoded once (DESIGN.md §7)
+    seed: int = 0
+    patches: bool = True  # also store projected patch tokens
+
+
+class DomainShiftParams(StrictModel):
+    source: str = "synthetic"
+    targets: list[str] = ["synthetic_sketch", "synthetic_noise"]
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, i: str) -> str:
+        return _check_dataset_id(i)
+
+    @field_validator("targets")
+    @classmethod
+    def _known_targets(cls, ids: list[str]) -> list[str]:
+        for i in ids:
+            _check_dataset_id(i)
+        return ids
+
+
+class EvalParams(StrictModel):
+    domain_shift: DomainShiftParams = DomainShiftParams()  # (contract)
+
+
+def _check_dataset_id(dataset_id: str) -> str:
+    from promptlab.data.registry import DATASETS
+
+    if dataset_id not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset_id!r} (allowed: {', '.join(sorted(DATASETS))})")
+    return dataset_id
+
+
+def _build_params_model() -> type[StrictModel]:
+    """Params = the fixed sections above + one section per registered method (its own Config class)."""
+    from promptlab.methods import REGISTRY
+
+    method_sections: dict[str, Any] = {name: (cls.Config, cls.Config()) for name, cls in REGISTRY.items()}
+
+    def _known_methods(cls, names: list[str]) -> list[str]:
+        for n in names:
+            if n not in REGISTRY:
+                raise ValueError(f"unknown method {n!r} (allowed: {', '.join(sorted(REGISTRY))})")
+        return names
+
+    def _domain_shift_source_is_trained(self):
+        ds = self.eval.domain_shift
+        if ds.source not in self.data.datasets:
+            raise ValueError(f"eval.domain_shift.source {ds.source!r} must be one of data.datasets "
+                             f"{self.data.datasets} (its shards and features come from there)")
+        overlap = sorted(set(ds.targets) & set(self.data.datasets) | ({ds.source} & set(ds.targets)))
+        if overlap:
+            raise ValueError(f"eval.domain_shift.targets must not repeat data.datasets or the source: {overlap}")
+        return self
+
+    return create_model(
+        "Params",
+        __base__=StrictModel,
+        __validators__={
+            "known_methods": field_validator("methods")(_known_methods),
+            "domain_shift_disjoint": model_validator(mode="after")(_domain_shift_source_is_trained),
+        },
+        model=(ModelParams, ModelParams()),
+        world=(WorldParams, WorldParams()),
+        pretrain=(PretrainParams, PretrainParams()),
+        data=(DataParams, DataParams()),
+        features=(FeatureParams, FeatureParams()),
+        methods=(list[str], ["zeroshot", "coop"]),
+        eval=(EvalParams, EvalParams()),
+        **method_sections,
+    )
+
+
+_PARAMS_MODEL: type[StrictModel] | None = None
+
+
+def params_model() -> type[StrictModel]:
+    global _PARAMS_MODEL
+    if _PARAMS_MODEL is None:
+        _PARAMS_MODEL = _build_params_model()
+    return _PARAMS_MODEL
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    """One line per stage failure: `params.yaml: coop.n_ctx: Input should be ... (got 'x')`."""
+    parts = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        if e["type"] == "extra_forbidden":
+            parts.append(f"{key}: unknown key")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            got = "" if e["type"].startswith("value_error") else f" (got {e['input']!r})"
+            parts.append(f"{key}: {msg}{got}")
+    return f"{source}: " + "; ".join(parts)
+
+
+def validate_params(raw: dict, source: str = "params.yaml"):
+    try:
+        return params_model().model_validate(raw or {})
+    except ValidationError as err:
+        raise UserError(_format_error(err, source)) from None
+
+
+def load_params(path: str | Path = "params.yaml"):
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: params file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise UserError(f"{path}: top level must be a mapping of sections")
+    return validate_params(raw, str(path))

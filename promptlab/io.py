@@ -1,0 +1,76 @@
+"""Atomic output helpers: every stage writes to a temporary sibling and renames it into place, so an
+interrupted stage never leaves an output DVC would take as valid."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from safetensors.torch import load_file, save_file
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary directory that replaces `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary file path that is renamed to `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def dumps_json(obj) -> str:
+    """Canonical JSON (sorted keys, fixed indent, trailing newline) so reruns give identical bytes."""
+    return json.dumps(obj, indent=2, sort_keys=True) + "\n"
+
+
+def write_json(path: str | Path, obj) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_text(dumps_json(obj))
+
+
+def read_json(path: str | Path):
+    return json.loads(Path(path).read_text())
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
+    """safetensors with JSON-encoded metadata (safetensors metadata values must be strings)."""
+    meta = {k: json.dumps(v, sort_keys=True) for k, v in (metadata or {}).items()}
+    with atomic_file(path) as tmp:
+        # metadata=None, not {}: safetensors 0.8 writes a corrupt header for {} tensors + {} metadata
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta or None)
+
+
+def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
+    return load_file(str(path)), meta

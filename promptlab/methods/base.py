@@ -1,0 +1,91 @@
+"""The method interface, shared by every prompt method, and the frozen CLIP they all sit on.
+
+A method is an nn.Module whose parameters are only its own learned tensors (CLIP is held outside the module
+tree, so it can never leak into a state dict or an optimiser). It maps cached, L2-normalised image features to
+logits over a ClassSet; trainable methods also define `loss`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from promptlab.clip.model import LoadedCLIP
+from promptlab.clip.text import TextEncoder
+from promptlab.config import StrictModel
+from promptlab.prompts.bank import ClassSet
+
+
+class MethodConfig(StrictModel):
+    """Base of a method's params block."""
+
+
+class TrainConfig(MethodConfig):
+    """Optimisation settings every trained method carries (the official repos' shared defaults)."""
+
+    epochs: int = Field(200, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(0.002, gt=0)
+    momentum: float = Field(0.9, ge=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    warmup_epochs: int = Field(1, ge=0)  # constant-lr warm-up, then cosine (Dassl's ConstantWarmupScheduler)
+    warmup_lr: float = Field(1e-5, gt=0)
+
+
+class FrozenCLIP:
+    """What methods may use of CLIP: the text encoder path and the logit scale. Never trained."""
+
+    def __init__(self, loaded: LoadedCLIP):
+        self.loaded = loaded
+        self.text = TextEncoder(loaded.model, loaded.tokenizer)
+        self.logit_scale = float(loaded.model.logit_scale.exp().clamp(max=100))  # τ
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.loaded.model.text_projection.shape[-1])
+
+
+@dataclass
+class Batch:
+    features: torch.Tensor  # [B, D] L2-normalised global image features
+    labels: torch.Tensor  # [B] int64, indices into the ClassSet
+    patches: torch.Tensor | None = None  # [B, P, D] projected patch tokens, when a method needs them
+
+
+class PromptMethod(torch.nn.Module):
+    name: ClassVar[str]
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+    trainable: ClassVar[bool] = True
+    needs_patches: ClassVar[bool] = False
+
+    def __init__(self, cfg: MethodConfig, clip: FrozenCLIP, train_classes: ClassSet):
+        super().__init__()
+        self.cfg = cfg
+        self.__dict__["clip"] = clip  # plain attribute: CLIP is not part of the module tree
+
+    # -- classification ------------------------------------------------------------------------------------
+    def text_features(self, classes: ClassSet) -> torch.Tensor:
+        """[C, D] L2-normalised class weights (instance-agnostic methods)."""
+        raise NotImplementedError
+
+    def precompute(self, classes: ClassSet) -> torch.Tensor | None:
+        """Whatever evaluation can reuse across batches (by default the class weights)."""
+        return self.text_features(classes)
+
+    def logits(self, batch: Batch, classes: ClassSet, cached: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, C] = τ · cos(f(x), w_c)."""
+        weights = cached if cached is not None else self.text_features(classes)
+        return self.clip.logit_scale * batch.features @ weights.t()
+
+    # -- training ------------------------------------------------------------------------------------------
+    def loss(self, batch: Batch, classes: ClassSet) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scalar loss, logits [B, C]); cross-entropy unless a method adds terms."""
+        logits = self.logits(batch, classes)
+        return F.cross_entropy(logits, batch.labels), logits
+
+    def learned_state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}

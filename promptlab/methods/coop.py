@@ -1,0 +1,103 @@
+"""CoOp: Learning to Prompt for Vision-Language Models (Zhou et al., IJCV 2022).
+
+prompt_c = [SOS][v_1 .. v_M][CLASS_c tokens][.][EOS], fed to the frozen text transformer; only v trains.
+Facts of the official code kept here because they change numbers:
+- the prompt string is context + " " + classname + "." (the period is its own token before EOS);
+- with a text init (ctx_init), v starts as that text's token embeddings and M must equal its token count
+  ("a photo of a" = 4); without it v ~ N(0, init_std²) and the placeholder prompt is "X X ... X {name}.";
+- class_token_position: "end" (default), "middle" (first half of v, class, second half), "front" (class right
+  after SOS); pooling always stays at the EOT token;
+- class_specific=True learns one context per class (it cannot score classes it was not trained on).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from promptlab.errors import UserError
+from promptlab.methods.base import FrozenCLIP, PromptMethod, TrainConfig
+from promptlab.prompts.bank import ClassSet
+
+
+class PromptTokens:
+    """Tokenised prompts "<prefix> <name>." for a class list: ids [C, L], embeddings [C, L, w], EOT [C] and
+    the class-name token counts (needed to move the class tokens for middle/front positions)."""
+
+    def __init__(self, clip: FrozenCLIP, names: list[str], prefix: str):
+        text = clip.text
+        self.ids = text.tokenize([f"{prefix} {n}." for n in names])
+        self.embeddings = text.embed(self.ids)  # frozen table lookup, no grad
+        self.eot = self.ids.argmax(dim=-1)
+        self.name_lens = (text.tokenize(names).argmax(dim=-1) - 1).tolist()  # tokens between SOS and EOT
+
+
+class CoOp(PromptMethod):
+    name = "coop"
+
+    class Config(TrainConfig):
+        n_ctx: int = Field(4, ge=1)
+        ctx_init: str | None = "a photo of a"
+        class_specific: bool = False
+        class_token_position: Literal["end", "middle", "front"] = "end"
+        init_std: float = Field(0.02, gt=0)
+
+    def __init__(self, cfg: Config, clip: FrozenCLIP, train_classes: ClassSet):
+        super().__init__(cfg, clip, train_classes)
+        self.prefix = cfg.ctx_init if cfg.ctx_init else " ".join(["X"] * cfg.n_ctx)
+        self.n_train_classes = len(train_classes)
+        self.ctx = torch.nn.Parameter(self._init_context(cfg, clip))  # [M, w] or [C, M, w]
+        self._tokens: dict[tuple[str, ...], PromptTokens] = {}
+
+    def _init_context(self, cfg: Config, clip: FrozenCLIP) -> torch.Tensor:
+        width = clip.text.width
+        if cfg.ctx_init:
+            ids = clip.text.tokenize([cfg.ctx_init])
+            n_tokens = int(ids.argmax(dim=-1)) - 1
+            if n_tokens != cfg.n_ctx:
+                raise UserError(f"{self.name}.n_ctx={cfg.n_ctx} disagrees with {self.name}.ctx_init "
+                                f"{cfg.ctx_init!r} ({n_tokens} tokens); set ctx_init to null for a random init")
+            ctx = clip.text.embed(ids)[0, 1:1 + n_tokens].clone().float()
+        else:
+            ctx = torch.randn(cfg.n_ctx, width) * cfg.init_std  # global RNG: the trainer seeds it per run
+        if cfg.class_specific:
+            ctx = ctx.unsqueeze(0).repeat(self.n_train_classes, 1, 1)
+        return ctx
+
+    def tokens(self, classes: ClassSet) -> PromptTokens:
+        key = tuple(classes.names)
+        if key not in self._tokens:
+            self._tokens[key] = PromptTokens(self.clip, classes.names, self.prefix)
+        return self._tokens[key]
+
+    def context_for(self, classes: ClassSet) -> torch.Tensor:
+        """[C, M, w] context per class (shared context broadcast)."""
+        if self.cfg.class_specific:
+            if len(classes) != self.n_train_classes:
+                raise UserError("coop with class_specific=True cannot score classes it was not trained on")
+            return self.ctx
+        return self.ctx.unsqueeze(0).expand(len(classes), -1, -1)
+
+    def prompt_embeddings(self, classes: ClassSet, ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Assemble [C, L, w] prompt embeddings from per-class context ctx [C, M, w]; returns (x, eot)."""
+        tok = self.tokens(classes)
+        emb, m = tok.embeddings, ctx.shape[1]
+        prefix, suffix = emb[:, :1], emb[:, 1 + m:]  # SOS | class tokens, ".", EOT, padding
+        pos = self.cfg.class_token_position
+        if pos == "end":
+            return torch.cat([prefix, ctx.to(emb.dtype), suffix], dim=1), tok.eot
+        rows = []
+        half = m // 2
+        for i, n in enumerate(tok.name_lens):
+            name, rest = suffix[i, :n], suffix[i, n:]
+            c = ctx[i].to(emb.dtype)
+            parts = [prefix[i], name, c, rest] if pos == "front" else [prefix[i], c[:half], name, c[half:], rest]
+            rows.append(torch.cat(parts, dim=0))
+        return torch.stack(rows), tok.eot
+
+    def text_features(self, classes: ClassSet) -> torch.Tensor:
+        x, eot = self.prompt_embeddings(classes, self.context_for(classes))
+        return F.normalize(self.clip.text.encode_embeddings(x, eot).float(), dim=-1)

@@ -1,0 +1,106 @@
+"""The one training loop, for every method, over cached features.
+
+An epoch visits every training image once in a seeded random order and draws one of its V pre-encoded
+augmented views (this keeps CoOp's augmentation protocol without running the image tower). SGD with
+momentum, constant-lr warm-up then cosine decay stepped per epoch. A checkpoint after every epoch lets an
+interrupted run resume to the same result."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from promptlab.io import load_tensors, save_tensors
+from promptlab.methods.base import Batch, PromptMethod, TrainConfig
+from promptlab.prompts.bank import ClassSet
+
+
+@dataclass
+class TrainData:
+    features: torch.Tensor  # [N, V, D] (any float dtype; normalised per batch)
+    labels: torch.Tensor  # [N]
+    patches: torch.Tensor | None = None  # [N, V, P, D]
+
+
+def lr_at(cfg: TrainConfig, epoch: int) -> float:
+    """Dassl's ConstantWarmupScheduler around CosineAnnealingLR(T_max=epochs): epochs < warmup use warmup_lr;
+    afterwards the cosine schedule at the same epoch index."""
+    if epoch < cfg.warmup_epochs:
+        return cfg.warmup_lr
+    return 0.5 * cfg.lr * (1 + math.cos(math.pi * epoch / cfg.epochs))
+
+
+def epoch_batches(n: int, n_views: int, batch_size: int, seed: int, epoch: int):
+    """Yield (indices, views) per batch; seeded per epoch so a resumed run draws the same batches.
+    Like Dassl's train loader, the last incomplete batch is dropped when there is more than one batch."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(n, generator=gen)
+    views = torch.randint(n_views, (n,), generator=gen)
+    stop = n - n % batch_size if n >= batch_size else n
+    for i in range(0, stop, batch_size):
+        idx = order[i:i + batch_size]
+        yield idx, views[idx]
+
+
+def make_batch(data: TrainData, idx: torch.Tensor, views: torch.Tensor, need_patches: bool) -> Batch:
+    feats = F.normalize(data.features[idx, views].float(), dim=-1)
+    patches = data.patches[idx, views].float() if need_patches and data.patches is not None else None
+    return Batch(feats, data.labels[idx], patches)
+
+
+def _checkpoint(path: Path, method: PromptMethod, opt: torch.optim.Optimizer, epoch: int) -> None:
+    tensors = {f"method.{k}": v for k, v in method.learned_state().items()}
+    for i, (p, state) in enumerate(((p, opt.state.get(p, {})) for p in method.parameters() if p.requires_grad)):
+        if "momentum_buffer" in state and state["momentum_buffer"] is not None:
+            tensors[f"optim.momentum.{i}"] = state["momentum_buffer"].detach().cpu()
+    save_tensors(path, tensors, {"epoch": epoch})
+
+
+def _resume(path: Path, method: PromptMethod, opt: torch.optim.Optimizer) -> int:
+    tensors, meta = load_tensors(path)
+    method.load_state_dict({k.removeprefix("method."): v for k, v in tensors.items() if k.startswith("method.")})
+    for i, p in enumerate(p for p in method.parameters() if p.requires_grad):
+        if f"optim.momentum.{i}" in tensors:
+            opt.state[p]["momentum_buffer"] = tensors[f"optim.momentum.{i}"].to(p.device)
+    return int(meta["epoch"]) + 1
+
+
+def train(method: PromptMethod, data: TrainData, classes: ClassSet, cfg: TrainConfig, *, seed: int,
+          checkpoint: Path | None = None, on_epoch: Callable[[int, dict], None] | None = None) -> list[dict]:
+    """Train `method` in place; returns per-epoch {epoch, lr, loss, acc}."""
+    params = [p for p in method.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    start = _resume(checkpoint, method, opt) if checkpoint is not None and checkpoint.exists() else 0
+    history = []
+    method.train()
+    for epoch in range(start, cfg.epochs):
+        lr = lr_at(cfg, epoch)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        total_loss, correct, seen = 0.0, 0, 0
+        for step, (idx, views) in enumerate(epoch_batches(len(data.labels), data.features.shape[1],
+                                                          cfg.batch_size, seed, epoch)):
+            batch = make_batch(data, idx, views, method.needs_patches)
+            loss, logits = method.loss(batch, classes)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{method.name}: non-finite loss {loss.item()} at epoch {epoch} "
+                                         f"step {step} (batch sample indices {idx[:8].tolist()}...)")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total_loss += loss.item() * len(idx)
+            correct += int((logits.argmax(dim=-1) == batch.labels).sum())
+            seen += len(idx)
+        record = {"epoch": epoch, "lr": lr, "loss": total_loss / seen, "acc": 100.0 * correct / seen}
+        history.append(record)
+        if checkpoint is not None:
+            _checkpoint(checkpoint, method, opt, epoch)
+        if on_epoch:
+            on_epoch(epoch, record)
+    method.eval()
+    return history

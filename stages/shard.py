@@ -1,0 +1,32 @@
+"""Stage `shard@<dataset>`: a dataset's few-shot draws + test split -> WebDataset tars + manifest, validated."""
+
+import argparse
+from pathlib import Path
+
+from promptlab.cli import run
+from promptlab.config import load_params
+from promptlab.data.registry import DATASETS
+from promptlab.data.shards import write_shards
+from promptlab.io import atomic_dir, read_json, write_json
+from promptlab.validate import validate_manifest
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--report", required=True, help="validation report (JSON)")
+    args = ap.parse_args()
+    p = load_params()
+    spec = DATASETS[args.dataset]
+    with atomic_dir(args.out) as tmp:
+        manifest = write_shards(spec, p.data.root, tmp, shots=p.data.shots, seeds=p.data.seeds,
+                                maxcount=p.data.shard_maxcount)
+        n_classes = len(read_json(Path(tmp) / "classnames.json"))
+        report = validate_manifest(manifest, n_classes, name=f"manifest:{args.dataset}")
+        write_json(args.report, report)
+    print(f"shard {args.dataset}: {manifest.group_by('split').len().sort('split').rows()}")
+
+
+if __name__ == "__main__":
+    run(main)

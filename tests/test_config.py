@@ -1,0 +1,188 @@
+"""params.yaml schema: defaults, and one-line UserErrors that name the offending key."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from promptlab.config import load_params, validate_params
+from promptlab.data.registry import DATASETS
+from promptlab.errors import UserError
+from promptlab.methods import REGISTRY
+
+
+def _error(raw: dict) -> str:
+    with pytest.raises(UserError) as info:
+        validate_params(raw)
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert msg.startswith("params.yaml: ")
+    return msg
+
+
+# --- defaults ------------------------------------------------------------------------------------------------------
+
+
+def test_empty_params_give_the_documented_defaults():
+    p = validate_params({})
+    assert p.model.name == "promptlab-tiny" and p.model.pretrained is None and p.model.device == "cpu"
+    assert (p.world.seed, p.world.image_size, p.world.train_per_class, p.world.val_per_class,
+            p.world.test_per_class) == (0, 32, 32, 8, 24)
+    assert p.world.shifted_domains == ["sketch", "noise"]
+    assert p.data.root == "data/raw"
+    assert p.data.datasets == ["synthetic"]
+    assert p.data.shots == 16
+    assert p.data.seeds == [1, 2, 3]
+    assert p.data.shard_maxcount == 2000
+    assert p.methods == ["zeroshot", "coop"]
+    assert p.eval.domain_shift.source == "synthetic"
+    assert p.eval.domain_shift.targets == ["synthetic_sketch", "synthetic_noise"]
+    assert p.coop.n_ctx == 4 and p.coop.ctx_init == "a photo of a"
+    # every registered method gets its own section, filled with its Config defaults
+    for name, cls in REGISTRY.items():
+        assert getattr(p, name) == cls.Config()
+
+
+def test_none_is_the_same_as_empty():
+    assert validate_params(None) == validate_params({})
+
+
+def test_given_values_override_defaults_and_the_rest_stay_default():
+    p = validate_params({"data": {"shots": 4, "seeds": [7]}, "coop": {"n_ctx": 8}})
+    assert (p.data.shots, p.data.seeds, p.coop.n_ctx) == (4, [7], 8)
+    assert p.data.datasets == ["synthetic"] and p.coop.ctx_init == "a photo of a"
+
+
+def test_every_default_dataset_id_is_registered():
+    p = validate_params({})
+    for i in [*p.data.datasets, p.eval.domain_shift.source, *p.eval.domain_shift.targets]:
+        assert i in DATASETS
+    assert all(DATASETS[t].test_only for t in p.eval.domain_shift.targets)
+
+
+# --- errors name the key ----------------------------------------------------------------------------------------------
+
+
+def test_unknown_top_level_key():
+    assert _error({"foo": 1}) == "params.yaml: foo: unknown key"
+
+
+def test_unknown_nested_key():
+    assert _error({"coop": {"foo": 1}}) == "params.yaml: coop.foo: unknown key"
+
+
+def test_wrong_type_names_the_key_and_the_value():
+    msg = _error({"coop": {"n_ctx": "x"}})
+    assert msg.startswith("params.yaml: coop.n_ctx: ")
+    assert "(got 'x')" in msg
+
+
+def test_out_of_range_value_names_the_key():
+    msg = _error({"data": {"shots": 0}})
+    assert msg.startswith("params.yaml: data.shots: ")
+    assert "(got 0)" in msg
+
+
+def test_unknown_method():
+    msg = _error({"methods": ["zeroshot", "nope"]})
+    assert msg.startswith("params.yaml: methods: unknown method 'nope'")
+    for name in REGISTRY:
+        assert name in msg  # lists the allowed names
+
+
+def test_unknown_dataset_in_data_datasets():
+    msg = _error({"data": {"datasets": ["synthetic", "nope"]}})
+    assert msg.startswith("params.yaml: data.datasets: unknown dataset 'nope'")
+
+
+def test_unknown_domain_shift_target():
+    msg = _error({"eval": {"domain_shift": {"targets": ["nope"]}}})
+    assert msg.startswith("params.yaml: eval.domain_shift.targets: unknown dataset 'nope'")
+
+
+def test_domain_shift_target_overlapping_data_datasets():
+    msg = _error({"data": {"datasets": ["synthetic", "caltech101"]},
+                  "eval": {"domain_shift": {"targets": ["caltech101"]}}})
+    assert "eval.domain_shift.targets" in msg
+    assert "['caltech101']" in msg
+
+
+def test_domain_shift_target_equal_to_the_source():
+    msg = _error({"data": {"datasets": ["caltech101"]},
+                  "eval": {"domain_shift": {"source": "caltech101", "targets": ["caltech101"]}}})
+    assert "eval.domain_shift.targets" in msg and "['caltech101']" in msg
+
+
+def test_domain_shift_source_must_be_a_trained_dataset():
+    msg = _error({"data": {"datasets": ["synthetic"]},
+                  "eval": {"domain_shift": {"source": "caltech101", "targets": ["synthetic_sketch"]}}})
+    assert "eval.domain_shift.source" in msg
+
+
+def test_test_only_dataset_cannot_be_trained():
+    msg = _error({"data": {"datasets": ["synthetic_sketch"]}})
+    assert "data.datasets" in msg and "test-only" in msg
+
+
+def test_source_name_in_message_is_the_given_one():
+    with pytest.raises(UserError) as info:
+        validate_params({"foo": 1}, source="my.yaml")
+    assert str(info.value) == "my.yaml: foo: unknown key"
+
+
+def test_params_are_frozen():
+    p = validate_params({})
+    with pytest.raises(ValidationError):
+        p.data.shots = 3
+    assert p.data.shots == 16
+
+
+# --- load_params -------------------------------------------------------------------------------------------------------
+
+
+def test_load_params_reads_a_file(tmp_path):
+    f = tmp_path / "params.yaml"
+    f.write_text("data:\n  shots: 2\n  seeds: [5, 6]\ncoop:\n  n_ctx: 2\n")
+    p = load_params(f)
+    assert (p.data.shots, p.data.seeds, p.coop.n_ctx) == (2, [5, 6], 2)
+
+
+def test_load_params_empty_file_gives_defaults(tmp_path):
+    f = tmp_path / "params.yaml"
+    f.write_text("# nothing\n")
+    assert load_params(f) == validate_params({})
+
+
+def test_load_params_missing_file(tmp_path):
+    f = tmp_path / "absent.yaml"
+    with pytest.raises(UserError) as info:
+        load_params(f)
+    msg = str(info.value)
+    assert "\n" not in msg and str(f) in msg and "not found" in msg
+
+
+def test_load_params_invalid_yaml(tmp_path):
+    f = tmp_path / "params.yaml"
+    f.write_text("data: [1, 2\ncoop: {n_ctx: 3\n")
+    with pytest.raises(UserError) as info:
+        load_params(f)
+    msg = str(info.value)
+    assert "\n" not in msg and str(f) in msg and "YAML" in msg
+
+
+def test_load_params_non_mapping_top_level(tmp_path):
+    f = tmp_path / "params.yaml"
+    f.write_text("- data\n- coop\n")
+    with pytest.raises(UserError) as info:
+        load_params(f)
+    msg = str(info.value)
+    assert "\n" not in msg and str(f) in msg and "mapping" in msg
+
+
+def test_load_params_errors_name_the_file_and_the_key(tmp_path):
+    f = tmp_path / "params.yaml"
+    f.write_text("coop:\n  n_ctx: x\n")
+    with pytest.raises(UserError) as info:
+        load_params(f)
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith(f"{f}: coop.n_ctx: ")

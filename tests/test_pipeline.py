@@ -1,0 +1,81 @@
+"""End to end: the real `dvc repro` on a micro configuration in a temporary git repo (a few minutes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+MICRO = {
+    "world": {"train_per_class": 3, "val_per_class": 2, "test_per_class": 2},
+    "pretrain": {"steps": 3, "batch_size": 16, "eval_per_class": 1, "warmup_steps": 1},
+    "data": {"shots": 2, "seeds": [1]},
+    "features": {"batch_size": 64, "train_views": 2},
+    "coop": {"epochs": 2, "batch_size": 8},
+}
+
+
+def _sh(cmd: list[str], cwd: Path) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout + proc.stderr
+
+
+def _micro_repo(tmp: Path) -> Path:
+    repo = tmp / "repo"
+    repo.mkdir()
+    for name in ("dvc.yaml", ".gitignore"):
+        shutil.copy(REPO / name, repo / name)
+    for name in ("stages", "promptlab"):
+        shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in MICRO.items():
+        params[section].update(values)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    dvc = [sys.executable, "-m", "dvc"]
+    _sh(["git", "init", "-q"], repo)
+    _sh(dvc + ["init", "-q"], repo)
+    _sh(dvc + ["config", "core.analytics", "false"], repo)
+    _sh(["git", "add", "-A"], repo)
+    _sh(["git", "commit", "-qm", "micro"], repo)  # like a clone: DVCLive needs a commit to log against
+    return repo
+
+
+@pytest.mark.slow
+def test_dvc_repro_end_to_end_then_noop(tmp_path):
+    repo = _micro_repo(tmp_path)
+    dvc = [sys.executable, "-m", "dvc"]
+    _sh(dvc + ["repro"], repo)
+
+    summary = json.loads((repo / "metrics/summary.json").read_text())
+    b2n = summary["base2new"]
+    assert set(b2n) == {"synthetic", "average"}
+    for method in ("zeroshot", "coop"):
+        row = b2n["synthetic"][method]
+        assert 0 <= row["base"] <= 100 and 0 <= row["new"] <= 100
+        hm = 2 * row["base"] * row["new"] / (row["base"] + row["new"]) if row["base"] + row["new"] else 0
+        assert row["hm"] == pytest.approx(hm, abs=1e-3)
+        assert row["counts"]["1"]["base"][1] == 24 * 2  # 24 base classes x 2 test images
+        shift = summary["domain_shift"]["synthetic"][method]
+        assert {"synthetic", "synthetic_sketch", "synthetic_noise"} <= set(shift)
+    assert set(b2n["average"]) == {"zeroshot", "coop"}
+
+    manifest = (repo / "data/shards/synthetic/manifest.csv").read_text().splitlines()
+    assert manifest[0] == "key,split,label,classname,path,sha256,shard"
+    assert (repo / "models/tiny_clip/open_clip_model.safetensors").stat().st_size > 1_000_000
+    assert "zero_shot" in json.loads((repo / "metrics/pretrain.json").read_text())
+
+    second = _sh(dvc + ["repro"], repo)
+    assert "Running stage" not in second
+    status = _sh(dvc + ["status"], repo)
+    assert "up to date" in status

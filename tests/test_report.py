@@ -1,0 +1,206 @@
+"""Aggregation into summary.json (DESIGN.md §5 aggregation, §6 shape) and the report tables."""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+
+import polars as pl
+import pytest
+
+from promptlab.io import write_json
+from promptlab.report import (base2new_table, domain_shift_table, load_runs, markdown_table, summarize,
+                              summarize_base2new)
+
+
+def _acc(correct: int, total: int) -> dict:
+    return {"correct": correct, "total": total, "acc": 100.0 * correct / total}
+
+
+def _b2n(dataset, method, seed, base, new) -> dict:
+    return {"protocol": "base2new", "dataset": dataset, "method": method, "seed": seed,
+            "base": _acc(*base), "new": _acc(*new)}
+
+
+def _ds(source, method, seed, targets: dict) -> dict:
+    return {"protocol": "domain_shift", "dataset": source, "method": method, "seed": seed,
+            "targets": {t: _acc(*c) for t, c in targets.items()}}
+
+
+# Hand-built runs. coop on synthetic: base 90, 80 (of 200) -> 85; new 10, 20 (of 50) -> 15; HM 2*85*15/100 = 25.5
+#                  coop on caltech101: base 30, 40 -> 35; new 70, 80 -> 75; HM 2*35*75/110 = 47.7272...
+#   overall coop: base (85+35)/2 = 60, new (15+75)/2 = 45, HM = 2*60*45/105 = 51.4285...,
+#   which is not the mean of the per-dataset HMs, (25.5 + 47.7272)/2 = 36.6136.
+RUNS = [
+    _b2n("synthetic", "coop", 1, (180, 200), (5, 50)),
+    _b2n("synthetic", "coop", 2, (160, 200), (10, 50)),
+    _b2n("caltech101", "coop", 1, (90, 300), (70, 100)),
+    _b2n("caltech101", "coop", 2, (120, 300), (80, 100)),
+    # zeroshot: synthetic base 50, 50 -> 50 (std 0), new 40, 60 -> 50; caltech101 base 60, 70 -> 65, new 40, 50 -> 45
+    _b2n("synthetic", "zeroshot", 1, (100, 200), (20, 50)),
+    _b2n("synthetic", "zeroshot", 2, (100, 200), (30, 50)),
+    _b2n("caltech101", "zeroshot", 1, (180, 300), (40, 100)),
+    _b2n("caltech101", "zeroshot", 2, (210, 300), (50, 100)),
+    # domain shift from synthetic: sketch 40/50 = 80 and 35/50 = 70 -> 75; noise 10/50 = 20 and 15/50 = 30 -> 25
+    _ds("synthetic", "coop", 1, {"synthetic_sketch": (40, 50), "synthetic_noise": (10, 50)}),
+    _ds("synthetic", "coop", 2, {"synthetic_sketch": (35, 50), "synthetic_noise": (15, 50)}),
+    _ds("synthetic", "zeroshot", 1, {"synthetic_sketch": (30, 50), "synthetic_noise": (20, 50)}),
+    _ds("synthetic", "zeroshot", 2, {"synthetic_sketch": (30, 50), "synthetic_noise": (20, 50)}),
+]
+
+
+def _hm(b, n):
+    return 2 * b * n / (b + n)
+
+
+@pytest.fixture(scope="module")
+def summary() -> dict:
+    return summarize(RUNS)
+
+
+def test_summary_shape(summary):
+    assert set(summary) == {"base2new", "domain_shift"}
+    assert set(summary["base2new"]) == {"synthetic", "caltech101", "average"}
+    for ds in ("synthetic", "caltech101", "average"):
+        assert set(summary["base2new"][ds]) == {"coop", "zeroshot"}
+    assert set(summary["domain_shift"]) == {"synthetic"}
+    assert json.loads(json.dumps(summary)) == summary  # plain JSON, str keys
+
+
+def test_per_dataset_means_and_hm_of_the_means(summary):
+    coop = summary["base2new"]["synthetic"]["coop"]
+    assert coop["base"] == pytest.approx(85.0, abs=1e-4)
+    assert coop["new"] == pytest.approx(15.0, abs=1e-4)
+    assert coop["hm"] == pytest.approx(25.5, abs=1e-4)
+    cal = summary["base2new"]["caltech101"]["coop"]
+    assert cal["base"] == pytest.approx(35.0, abs=1e-4)
+    assert cal["new"] == pytest.approx(75.0, abs=1e-4)
+    assert cal["hm"] == pytest.approx(2 * 35 * 75 / 110, abs=1e-4)
+    zs = summary["base2new"]["caltech101"]["zeroshot"]
+    assert (zs["base"], zs["new"]) == (pytest.approx(65.0, abs=1e-4), pytest.approx(45.0, abs=1e-4))
+    assert zs["hm"] == pytest.approx(_hm(65, 45), abs=1e-4)
+
+
+def test_hm_is_of_the_seed_means_not_the_mean_of_seed_hms(summary):
+    # synthetic/coop: per-seed HMs are HM(90,10)=18 and HM(80,20)=32 -> mean 25; the HM of the means is 25.5
+    assert statistics.fmean([_hm(90, 10), _hm(80, 20)]) == pytest.approx(25.0)
+    assert summary["base2new"]["synthetic"]["coop"]["hm"] == pytest.approx(25.5, abs=1e-4)
+
+
+def test_std_over_seeds_is_the_sample_stdev(summary):
+    coop = summary["base2new"]["synthetic"]["coop"]
+    assert coop["base_std"] == pytest.approx(statistics.stdev([90.0, 80.0]), abs=1e-4)
+    assert coop["base_std"] == pytest.approx(7.0711, abs=1e-4)  # sqrt(50)
+    assert coop["new_std"] == pytest.approx(statistics.stdev([10.0, 20.0]), abs=1e-4)
+    assert summary["base2new"]["synthetic"]["zeroshot"]["base_std"] == 0.0
+
+
+def test_seeds_and_raw_counts_are_kept(summary):
+    coop = summary["base2new"]["synthetic"]["coop"]
+    assert coop["seeds"] == [1, 2]
+    assert coop["counts"] == {"1": {"base": [180, 200], "new": [5, 50]},
+                              "2": {"base": [160, 200], "new": [10, 50]}}
+
+
+def test_average_row_is_hm_of_dataset_averaged_base_and_new(summary):
+    avg = summary["base2new"]["average"]["coop"]
+    assert avg["base"] == pytest.approx(60.0, abs=1e-4)
+    assert avg["new"] == pytest.approx(45.0, abs=1e-4)
+    assert avg["hm"] == pytest.approx(2 * 60 * 45 / 105, abs=1e-4)  # 51.4286
+    assert avg["datasets"] == 2
+    mean_of_hms = statistics.fmean([25.5, 2 * 35 * 75 / 110])  # 36.61: the wrong convention
+    assert abs(avg["hm"] - mean_of_hms) > 10
+    zs = summary["base2new"]["average"]["zeroshot"]
+    assert (zs["base"], zs["new"]) == (pytest.approx(57.5, abs=1e-4), pytest.approx(47.5, abs=1e-4))
+    assert zs["hm"] == pytest.approx(_hm(57.5, 47.5), abs=1e-4)
+
+
+def test_summary_does_not_depend_on_run_order(summary):
+    shuffled = RUNS[:]
+    random.Random(0).shuffle(shuffled)
+    assert summarize(shuffled) == summary
+
+
+def test_single_seed_has_zero_std():
+    s = summarize_base2new([_b2n("dtd", "coop", 3, (1, 4), (3, 4))])
+    assert s["dtd"]["coop"]["base"] == 25.0 and s["dtd"]["coop"]["new"] == 75.0
+    assert s["dtd"]["coop"]["hm"] == 37.5
+    assert s["dtd"]["coop"]["base_std"] == 0.0 and s["dtd"]["coop"]["new_std"] == 0.0
+    assert s["average"]["coop"] == {"base": 25.0, "new": 75.0, "hm": 37.5, "datasets": 1}
+
+
+def test_no_runs_give_empty_sections():
+    assert summarize([]) == {"base2new": {}, "domain_shift": {}}
+
+
+def test_domain_shift_summary(summary):
+    ds = summary["domain_shift"]
+    assert set(ds["synthetic"]) == {"coop", "zeroshot"}
+    coop = ds["synthetic"]["coop"]
+    assert coop["synthetic_sketch"] == pytest.approx(75.0, abs=1e-4)
+    assert coop["synthetic_noise"] == pytest.approx(25.0, abs=1e-4)
+    assert coop["synthetic_sketch_std"] == pytest.approx(statistics.stdev([80.0, 70.0]), abs=1e-4)
+    assert coop["synthetic_noise_std"] == pytest.approx(statistics.stdev([20.0, 30.0]), abs=1e-4)
+    assert {k for k in coop if not k.endswith("_std")} == {"synthetic_sketch", "synthetic_noise"}
+    assert ds["synthetic"]["zeroshot"] == {"synthetic_sketch": 60.0, "synthetic_sketch_std": 0.0,
+                                           "synthetic_noise": 40.0, "synthetic_noise_std": 0.0}
+
+
+def test_protocols_do_not_mix():
+    b2n_only = [r for r in RUNS if r["protocol"] == "base2new"]
+    ds_only = [r for r in RUNS if r["protocol"] == "domain_shift"]
+    full = summarize(RUNS)
+    assert summarize(b2n_only) == {"base2new": full["base2new"], "domain_shift": {}}
+    assert summarize(ds_only) == {"base2new": {}, "domain_shift": full["domain_shift"]}
+
+
+def test_load_runs_reads_every_json_under_the_dir(tmp_path, summary):
+    for r in RUNS:
+        write_json(tmp_path / r["protocol"] / r["dataset"] / r["method"] / f"seed{r['seed']}.json", r)
+    runs = load_runs(tmp_path)
+    assert len(runs) == len(RUNS)
+    assert summarize(runs) == summary
+
+
+# --- tables ----------------------------------------------------------------------------------------------------------
+
+
+def test_base2new_table(summary):
+    df = base2new_table(summary)
+    assert df.columns == ["dataset", "method", "base", "new", "hm"]
+    assert df.select("dataset", "method").rows() == [
+        ("caltech101", "coop"), ("caltech101", "zeroshot"), ("synthetic", "coop"), ("synthetic", "zeroshot"),
+        ("average", "coop"), ("average", "zeroshot")]
+    row = df.filter((pl.col("dataset") == "synthetic") & (pl.col("method") == "coop")).row(0, named=True)
+    assert row == {"dataset": "synthetic", "method": "coop", "base": 85.0, "new": 15.0, "hm": 25.5}
+    avg = df.filter((pl.col("dataset") == "average") & (pl.col("method") == "coop")).row(0, named=True)
+    assert avg["hm"] == pytest.approx(51.4286, abs=1e-4)
+
+
+def test_domain_shift_table(summary):
+    df = domain_shift_table(summary)
+    assert df.columns == ["source", "method", "target", "acc"]
+    assert sorted(df.rows()) == [
+        ("synthetic", "coop", "synthetic_noise", 25.0), ("synthetic", "coop", "synthetic_sketch", 75.0),
+        ("synthetic", "zeroshot", "synthetic_noise", 40.0), ("synthetic", "zeroshot", "synthetic_sketch", 60.0)]
+
+
+def test_markdown_table_by_hand():
+    df = pl.DataFrame({"dataset": ["dtd", "eurosat"], "method": ["coop", "zeroshot"], "base": [85.0, 2 / 3],
+                       "n": [3, 10]})
+    assert markdown_table(df) == (
+        "| dataset | method | base | n |\n"
+        "|---|---|---|---|\n"
+        "| dtd | coop | 85.00 | 3 |\n"
+        "| eurosat | zeroshot | 0.67 | 10 |\n")
+
+
+def test_markdown_of_the_base2new_table(summary):
+    md = markdown_table(base2new_table(summary)).splitlines()
+    assert md[0] == "| dataset | method | base | new | hm |"
+    assert md[1] == "|---|---|---|---|---|"
+    assert len(md) == 2 + 6
+    assert "| synthetic | coop | 85.00 | 15.00 | 25.50 |" in md
+    assert "| caltech101 | coop | 35.00 | 75.00 | 47.73 |" in md
+    assert "| average | coop | 60.00 | 45.00 | 51.43 |" in md

@@ -1,0 +1,73 @@
+import math
+
+import torch
+
+from promptlab.methods.base import TrainConfig
+from promptlab.methods.coop import CoOp
+from promptlab.train import TrainData, epoch_batches, lr_at, train
+
+
+def test_lr_schedule_is_constant_warmup_then_cosine():
+    cfg = TrainConfig(epochs=10, lr=0.002, warmup_epochs=1, warmup_lr=1e-5)
+    assert lr_at(cfg, 0) == 1e-5
+    assert math.isclose(lr_at(cfg, 1), 0.5 * 0.002 * (1 + math.cos(math.pi / 10)))
+    assert math.isclose(lr_at(cfg, 5), 0.001)
+    assert lr_at(cfg, 9) < lr_at(cfg, 8)
+
+
+def test_epoch_batches_cover_each_image_once_and_drop_the_ragged_tail():
+    batches = list(epoch_batches(n=70, n_views=4, batch_size=32, seed=1, epoch=0))
+    assert [len(i) for i, _ in batches] == [32, 32]
+    seen = torch.cat([i for i, _ in batches])
+    assert len(set(seen.tolist())) == 64
+    assert all(((v >= 0) & (v < 4)).all() for _, v in batches)
+    again = list(epoch_batches(n=70, n_views=4, batch_size=32, seed=1, epoch=0))
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(batches, again))
+    other = list(epoch_batches(n=70, n_views=4, batch_size=32, seed=1, epoch=1))
+    assert not torch.equal(batches[0][0], other[0][0])
+    assert [len(i) for i, _ in epoch_batches(n=10, n_views=1, batch_size=32, seed=1, epoch=0)] == [10]
+
+
+def _data(class_set):
+    gen = torch.Generator().manual_seed(0)
+    feats = class_set.hand_features.repeat_interleave(6, 0)[:, None] + 0.1 * torch.randn(36, 2, 128, generator=gen)
+    return TrainData(feats, torch.arange(6).repeat_interleave(6))
+
+
+def test_resume_after_interruption_equals_uninterrupted(frozen_clip, class_set, tmp_path):
+    cfg = CoOp.Config(epochs=4, batch_size=8, lr=0.01)
+    data = _data(class_set)
+    full = CoOp(cfg, frozen_clip, class_set)
+    train(full, data, class_set, cfg, seed=3)
+
+    ckpt = tmp_path / "ckpt.safetensors"
+    part = CoOp(cfg, frozen_clip, class_set)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_epoch_1(epoch, record):
+        if epoch == 1:
+            raise Stop
+
+    try:
+        train(part, data, class_set, cfg, seed=3, checkpoint=ckpt, on_epoch=stop_after_epoch_1)
+    except Stop:
+        pass
+    resumed = CoOp(cfg, frozen_clip, class_set)
+    history = train(resumed, data, class_set, cfg, seed=3, checkpoint=ckpt)
+    assert [h["epoch"] for h in history] == [2, 3]
+    assert torch.equal(resumed.ctx, full.ctx)
+
+
+def test_non_finite_loss_names_method_epoch_and_step(frozen_clip, class_set):
+    cfg = CoOp.Config(epochs=1, batch_size=8)
+    data = _data(class_set)
+    data.features[:] = float("nan")
+    method = CoOp(cfg, frozen_clip, class_set)
+    try:
+        train(method, data, class_set, cfg, seed=1)
+    except FloatingPointError as exc:
+        assert "coop" in str(exc) and "epoch 0" in str(exc) and "step 0" in str(exc)
+    else:
+        raise AssertionError("NaN loss did not stop training")
