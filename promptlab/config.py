@@ -46,11 +46,12 @@ class PretrainParams(StrictModel):
     seed: int = 0
     steps: int = Field(300, ge=1)
     batch_size: int = Field(128, ge=2)
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(3e-4, gt=0)  # 1e-3 and above: the tiny ViT learns colour but never shape
     weight_decay: float = Field(0.1, ge=0)
     warmup_steps: int = Field(20, ge=0)
     domain_weights: dict[Literal["photo", "sketch", "noise"], float] = {"photo": 0.8, "sketch": 0.1, "noise": 0.1}
     eval_per_class: int = Field(10, ge=1)
+    hard_batch_colours: int = Field(2, ge=0, le=8)  # every other batch from this many colours only (0 = off)
 
 
 class DataParams(StrictModel):
@@ -74,6 +75,7 @@ class DataParams(StrictModel):
 class FeatureParams(StrictModel):
     batch_size: int = Field(256, ge=1)
     train_views: int = Field(4, ge=1)  # augmented views per training image, each encoded once (DESIGN.md §7)
+    crop_scale_min: float = Field(0.08, gt=0, le=1)  # CoOp's random-resized-crop scale range is (0.08, 1)
     seed: int = 0
     patches: bool = True  # also store projected patch tokens
 

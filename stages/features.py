@@ -31,6 +31,7 @@ def main() -> None:
                 continue
             n_views = p.features.train_views if split == "train" else 1
             tensors, keys = extract_split(clip, args.shards, split, n_views=n_views, seed=p.features.seed,
+                                          crop_scale_min=p.features.crop_scale_min,
                                           batch_size=p.features.batch_size, patches=p.features.patches)
             if keys != expected:
                 raise UserError(f"{args.shards}: {split} shards disagree with manifest.csv (rerun the shard stage)")

@@ -4,6 +4,7 @@ import argparse
 from pathlib import Path
 
 from promptlab.cli import run
+from promptlab.config import load_params
 from promptlab.io import atomic_file, write_json
 from promptlab.report import base2new_table, domain_shift_table, load_runs, markdown_table, summarize
 
@@ -15,6 +16,7 @@ def main() -> None:
     ap.add_argument("--tables", required=True, help="directory for markdown/CSV tables")
     ap.add_argument("--plots", required=True, help="directory for plot data (CSV)")
     args = ap.parse_args()
+    load_params()  # every stage validates params.yaml first, even one that reads no key
     summary = summarize(load_runs(args.runs))
     write_json(args.summary, summary)
     b2n, shift = base2new_table(summary), domain_shift_table(summary)

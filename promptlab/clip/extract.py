@@ -17,9 +17,10 @@ from promptlab.clip.model import LoadedCLIP
 from promptlab.data.shards import decode_image, iter_split
 
 
-def _view_batches(clip: LoadedCLIP, shard_dir: Path, split: str, n_views: int, seed: int, batch_size: int):
+def _view_batches(clip: LoadedCLIP, shard_dir: Path, split: str, n_views: int, seed: int, batch_size: int,
+                  crop_scale_min: float):
     """Yield (keys, labels, views [b, V, 3, H, W]) batches in manifest order."""
-    augment = train_transform(clip) if split == "train" else None
+    augment = train_transform(clip, crop_scale_min) if split == "train" else None
     keys, labels, views = [], [], []
     for key, data, label in iter_split(shard_dir, split):
         image = decode_image(data)
@@ -34,10 +35,12 @@ def _view_batches(clip: LoadedCLIP, shard_dir: Path, split: str, n_views: int, s
 
 @torch.no_grad()
 def extract_split(clip: LoadedCLIP, shard_dir: str | Path, split: str, *, n_views: int, seed: int,
-                  batch_size: int, patches: bool) -> tuple[dict[str, torch.Tensor], list[str]]:
+                  batch_size: int, patches: bool, crop_scale_min: float = 0.08
+                  ) -> tuple[dict[str, torch.Tensor], list[str]]:
     device = next(clip.model.parameters()).device
     all_keys, all_labels, glob, pat = [], [], [], []
-    for keys, labels, views in _view_batches(clip, Path(shard_dir), split, n_views, seed, batch_size):
+    for keys, labels, views in _view_batches(clip, Path(shard_dir), split, n_views, seed, batch_size,
+                                                crop_scale_min):
         b, v = views.shape[:2]
         g, p = encode_images(clip.model, views.flatten(0, 1).to(device), patches)
         glob.append(g.view(b, v, -1).half().cpu())

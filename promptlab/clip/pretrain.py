@@ -34,6 +34,15 @@ def _lr(step: int, cfg) -> float:
     return 0.5 * cfg.lr * (1 + math.cos(math.pi * progress))
 
 
+def _batch_colours(cfg, step: int) -> list[str] | None:
+    """Every other step (when cfg.hard_batch_colours > 0) draw the batch from only that many colours, so that
+    shape, not colour, must separate the images (colour alone is learnt first and then stalls the loss)."""
+    if cfg.hard_batch_colours == 0 or step % 2 == 0:
+        return None
+    rng = np.random.default_rng([cfg.seed, 31337, step])
+    return list(rng.choice(synthetic.COLOURS, size=cfg.hard_batch_colours, replace=False))
+
+
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """CLIP's recipe: no weight decay on gains, biases, LayerNorms and the logit scale."""
     decay, no_decay = [], []
@@ -54,7 +63,7 @@ def pretrain(model_name: str, cfg, image_size: int, log=print) -> torch.nn.Modul
         for group in opt.param_groups:
             group["lr"] = _lr(step, cfg)
         images, captions = synthetic.captioned_batch(cfg.seed * 1_000_003 + step, cfg.batch_size, image_size,
-                                                     cfg.domain_weights)
+                                                     cfg.domain_weights, _batch_colours(cfg, step))
         img = F.normalize(model.encode_image(to_model_input(images, pp["mean"], pp["std"])), dim=-1)
         txt = F.normalize(text.encode_ids(text.tokenize(captions)), dim=-1)
         logits = model.logit_scale.exp() * img @ txt.t()  # [B, B]

@@ -410,15 +410,20 @@ ATTRIBUTE_CAPTION_RATE = 0.2  # share of captions naming only the colour or only
 
 
 def captioned_batch(
-    seed: int, n: int, size: int, domain_weights: Mapping[str, float]
+    seed: int, n: int, size: int, domain_weights: Mapping[str, float],
+    colours: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """`n` captioned images (uint8 [n, size, size, 3]) of uniformly drawn classes in weighted domains.
 
+    `colours` restricts the draw to classes of those colours: a hard-negative batch in which colour alone
+    cannot tell the images apart, so the contrastive loss has to learn shape.
     Image i depends only on (seed, i), through an RNG stream no dataset image uses, so pretraining never sees
     the evaluation images; use a different seed per training step for fresh images."""
     _check_seed(seed)
     domains, probs = _domain_distribution(domain_weights)
-    classes = _classes()
+    classes = tuple(c for c in _classes() if colours is None or c.colour in colours)
+    if not classes:
+        raise ValueError(f"no class has any of the colours {list(colours or [])}")
     images = np.empty((n, size, size, 3), dtype=np.uint8)
     captions = []
     for i in range(n):
