@@ -80,6 +80,12 @@ class FeatureParams(StrictModel):
     patches: bool = True  # also store projected patch tokens
 
 
+class PromptBankParams(StrictModel):
+    # CuPL-format LLM description file per dataset ({classname: [sentence, ...]}); {root} = data.root,
+    # {folder} = the dataset's folder under it, {dataset} = its id. The synthetic world writes its own.
+    descriptions: str | None = "{root}/{folder}/descriptions.json"
+
+
 class DomainShiftParams(StrictModel):
     source: str = "synthetic"
     targets: list[str] = ["synthetic_sketch", "synthetic_noise"]
@@ -143,6 +149,7 @@ def _build_params_model() -> type[StrictModel]:
         pretrain=(PretrainParams, PretrainParams()),
         data=(DataParams, DataParams()),
         features=(FeatureParams, FeatureParams()),
+        prompts=(PromptBankParams, PromptBankParams()),
         methods=(list[str], ["zeroshot", "coop"]),
         eval=(EvalParams, EvalParams()),
         **method_sections,

@@ -86,12 +86,11 @@ def train(method: PromptMethod, data: TrainData, classes: ClassSet, cfg: TrainCo
         for step, (idx, views) in enumerate(epoch_batches(len(data.labels), data.features.shape[1],
                                                           cfg.batch_size, seed, epoch)):
             batch = make_batch(data, idx, views, method.needs_patches)
-            loss, logits = method.loss(batch, classes)
+            opt.zero_grad(set_to_none=True)
+            loss, logits = method.backward(batch, classes)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"{method.name}: non-finite loss {loss.item()} at epoch {epoch} "
                                          f"step {step} (batch sample indices {idx[:8].tolist()}...)")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
             opt.step()
             total_loss += loss.item() * len(idx)
             correct += int((logits.argmax(dim=-1) == batch.labels).sum())

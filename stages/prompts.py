@@ -1,4 +1,5 @@
-"""Stage `prompts@<dataset>`: the dataset's template bank (hand-crafted + CLIP ensembles), encoded once."""
+"""Stage `prompts@<dataset>`: the dataset's prompt bank (hand-crafted template, CLIP's ensembles, and LLM
+descriptions when a CuPL-format file exists), encoded once with the frozen text encoder."""
 
 import argparse
 from pathlib import Path
@@ -11,7 +12,19 @@ from promptlab.clip.text import TextEncoder
 from promptlab.config import load_params
 from promptlab.data.registry import DATASETS
 from promptlab.io import atomic_dir, read_json, save_tensors, write_json
-from promptlab.prompts.bank import ENSEMBLES, build_class_set
+from promptlab.prompts.bank import ENSEMBLES, build_class_set, match_descriptions
+
+
+def read_descriptions(pattern: str | None, root: str, dataset: str, names: list[str]):
+    """(sentences per class, path) or (None, path) when there is no file; a file missing classes is an error."""
+    if pattern is None:
+        return None, None
+    spec = DATASETS[dataset]
+    path = Path(pattern.format(root=root, folder=spec.folder, dataset=dataset))
+    if not path.is_file():
+        print(f"prompts {dataset}: no description file at {path}; the bank has no descriptions (cupl will refuse)")
+        return None, str(path)
+    return match_descriptions(names, read_json(path), str(path)), str(path)
 
 
 def main() -> None:
@@ -25,11 +38,14 @@ def main() -> None:
     clip = load_clip(p.model.name, p.model.pretrained, p.model.device)
     names = read_json(Path(args.shards) / "classnames.json")
     template = DATASETS[args.dataset].template
-    classes = build_class_set(TextEncoder(clip.model, clip.tokenizer), names, template)
+    sentences, desc_path = read_descriptions(p.prompts.descriptions, p.data.root, args.dataset, names)
+    classes = build_class_set(TextEncoder(clip.model, clip.tokenizer), names, template, descriptions=sentences)
     with atomic_dir(args.out) as tmp:
         save_tensors(Path(tmp) / "bank.safetensors", classes.tensors(),
                      {"classnames": names, "template": template, "model": p.model.name})
-        write_json(Path(tmp) / "bank.json", {"classnames": names, "template": template, "ensembles": ENSEMBLES})
+        write_json(Path(tmp) / "bank.json", {
+            "classnames": names, "template": template, "ensembles": ENSEMBLES, "descriptions_file": desc_path,
+            "descriptions": dict(zip(names, sentences)) if sentences else None})
     print(f"prompts {args.dataset}: {len(names)} classes, template {template!r}")
 
 

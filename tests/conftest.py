@@ -11,6 +11,8 @@ from promptlab.methods.base import FrozenCLIP
 from promptlab.prompts.bank import build_class_set
 
 TINY = "promptlab-tiny"
+DESCRIPTIONS = [[f"A {n} is a colourful shape.", f"The {n} has clear edges."] for n in (
+    "red circle", "blue square", "green triangle", "yellow star", "purple cross", "cyan hexagon")]
 NAMES = ["red circle", "blue square", "green triangle", "yellow star", "purple cross", "cyan hexagon"]
 
 
@@ -31,4 +33,10 @@ def frozen_clip(loaded_clip) -> FrozenCLIP:
 @pytest.fixture(scope="session")
 def class_set(frozen_clip):
     with torch.no_grad():
-        return build_class_set(frozen_clip.text, NAMES, "a photo of a {}.")
+        return build_class_set(frozen_clip.text, NAMES, "a photo of a {}.", descriptions=DESCRIPTIONS)
+
+
+@pytest.fixture(scope="session")
+def descriptions() -> list[list[str]]:
+    """The class_set fixture's LLM-style description sentences, per class."""
+    return DESCRIPTIONS

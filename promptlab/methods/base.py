@@ -87,5 +87,12 @@ class PromptMethod(torch.nn.Module):
         logits = self.logits(batch, classes)
         return F.cross_entropy(logits, batch.labels), logits
 
+    def backward(self, batch: Batch, classes: ClassSet) -> tuple[torch.Tensor, torch.Tensor]:
+        """Compute the loss and fill .grad of the method's parameters; returns (loss, logits).
+        Methods that shape their update (ProGrad's gradient projection) override this, not the loop."""
+        loss, logits = self.loss(batch, classes)
+        loss.backward()
+        return loss, logits
+
     def learned_state(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from open_clip import zero_shot_metadata
 
 from promptlab.clip.text import TextEncoder
+from promptlab.errors import UserError
 
 ENSEMBLES: dict[str, list[str]] = {
     "clip80": [t("{}") for t in zero_shot_metadata.OPENAI_IMAGENET_TEMPLATES],
@@ -25,12 +26,15 @@ ENSEMBLES: dict[str, list[str]] = {
 class ClassSet:
     """The classes a classifier is built for, with their cached hand-crafted text features.
 
-    hand_features [C, D] and each ensembles[name] [C, D] are L2-normalised, rows indexed like `names`."""
+    hand_features [C, D], each ensembles[name] [C, D] and descriptions [C, D] (per class: the normalised mean
+    of its LLM description sentences' normalised features, CuPL-style; None when the bank has none) are
+    L2-normalised, rows indexed like `names`."""
 
     names: list[str]
     template: str
     hand_features: torch.Tensor
     ensembles: dict[str, torch.Tensor] = field(default_factory=dict)
+    descriptions: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -38,15 +42,46 @@ class ClassSet:
     def subset(self, labels: list[int]) -> "ClassSet":
         idx = torch.tensor(labels, dtype=torch.long)
         return ClassSet([self.names[i] for i in labels], self.template, self.hand_features[idx],
-                        {k: v[idx] for k, v in self.ensembles.items()})
+                        {k: v[idx] for k, v in self.ensembles.items()},
+                        self.descriptions[idx] if self.descriptions is not None else None)
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {"hand": self.hand_features, **{f"ensemble.{k}": v for k, v in self.ensembles.items()}}
+        out = {"hand": self.hand_features, **{f"ensemble.{k}": v for k, v in self.ensembles.items()}}
+        if self.descriptions is not None:
+            out["descriptions"] = self.descriptions
+        return out
 
     @classmethod
     def from_tensors(cls, names: list[str], template: str, tensors: dict[str, torch.Tensor]) -> "ClassSet":
         ens = {k.removeprefix("ensemble."): v.float() for k, v in tensors.items() if k.startswith("ensemble.")}
-        return cls(list(names), template, tensors["hand"].float(), ens)
+        desc = tensors["descriptions"].float() if "descriptions" in tensors else None
+        return cls(list(names), template, tensors["hand"].float(), ens, desc)
+
+
+def normalise_key(name: str) -> str:
+    """Class-name matching key for description files: case, underscores and whitespace do not matter."""
+    return " ".join(name.replace("_", " ").lower().split())
+
+
+def match_descriptions(names: list[str], bank: dict[str, list[str]], source: str) -> list[list[str]]:
+    """Sentences per class (in `names` order) from a CuPL-format {classname: [sentence, ...]} mapping.
+    A class without (non-empty) sentences is an error naming it: a class is never silently dropped."""
+    by_key = {normalise_key(k): [s.strip() for s in v if s.strip()] for k, v in bank.items()}
+    missing = [n for n in names if not by_key.get(normalise_key(n))]
+    if missing:
+        raise UserError(f"{source}: no descriptions for {len(missing)} classes: {missing[:5]}")
+    return [by_key[normalise_key(n)] for n in names]
+
+
+def description_features(text: TextEncoder, sentences: list[list[str]]) -> torch.Tensor:
+    """[C, D]: per class, the normalised mean of its sentences' normalised features (CuPL's classifier)."""
+    flat = [s for per_class in sentences for s in per_class]
+    feats = text.encode_texts(flat)
+    out, start = [], 0
+    for per_class in sentences:
+        out.append(feats[start:start + len(per_class)].mean(dim=0))
+        start += len(per_class)
+    return F.normalize(torch.stack(out), dim=-1)
 
 
 def ensemble_features(text: TextEncoder, names: list[str], templates: list[str]) -> torch.Tensor:
@@ -57,6 +92,9 @@ def ensemble_features(text: TextEncoder, names: list[str], templates: list[str])
 
 
 def build_class_set(text: TextEncoder, names: list[str], template: str,
-                    ensembles: tuple[str, ...] = tuple(ENSEMBLES)) -> ClassSet:
+                    ensembles: tuple[str, ...] = tuple(ENSEMBLES),
+                    descriptions: list[list[str]] | None = None) -> ClassSet:
     hand = text.encode_texts([template.format(n) for n in names])
-    return ClassSet(list(names), template, hand, {e: ensemble_features(text, names, ENSEMBLES[e]) for e in ensembles})
+    ens = {e: ensemble_features(text, names, ENSEMBLES[e]) for e in ensembles}
+    desc = description_features(text, descriptions) if descriptions is not None else None
+    return ClassSet(list(names), template, hand, ens, desc)

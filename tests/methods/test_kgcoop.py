@@ -1,0 +1,83 @@
+"""KgCoOp = CoOp's cross-entropy + λ·(1 − mean_c cos(w_c, w_c^hand)), checked against an independent
+computation; the class set's template is "a photo of a {}.", the same text as KgCoOp's default ctx init."""
+
+import torch
+import torch.nn.functional as F
+
+from promptlab.methods.base import Batch
+from promptlab.methods.coop import CoOp
+from promptlab.methods.kgcoop import KgCoOp
+from promptlab.train import TrainData, train
+
+
+def _batch(class_set, n=8, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    feats = F.normalize(torch.randn(n, class_set.hand_features.shape[1], generator=gen), dim=-1)
+    return Batch(feats, torch.randint(len(class_set), (n,), generator=gen))
+
+
+def _expected(method, batch, class_set):
+    """CE and the KG term computed without KgCoOp's code: a CoOp holding the same ctx, torch's cosine."""
+    coop = CoOp(CoOp.Config(), method.clip, class_set)
+    with torch.no_grad():
+        coop.ctx.copy_(method.ctx)
+        w = coop.text_features(class_set)  # [C, D]
+        ce = F.cross_entropy(method.clip.logit_scale * batch.features @ w.t(), batch.labels)
+        kg = 1 - F.cosine_similarity(w, class_set.hand_features, dim=-1).mean()
+    return ce, kg
+
+
+def test_defaults_are_the_papers_base_to_new_settings():
+    cfg = KgCoOp.Config()
+    assert KgCoOp.name == "kgcoop" and issubclass(KgCoOp, CoOp)
+    assert (cfg.n_ctx, cfg.ctx_init, cfg.batch_size, cfg.epochs, cfg.lr, cfg.lam) == \
+        (4, "a photo of a", 128, 100, 0.002, 8.0)
+
+
+def test_at_init_the_knowledge_term_vanishes_and_the_loss_is_plain_ce(frozen_clip, class_set):
+    method = KgCoOp(KgCoOp.Config(), frozen_clip, class_set)
+    batch = _batch(class_set)
+    with torch.no_grad():
+        loss, logits = method.loss(batch, class_set)
+        gap = method.knowledge_gap(method.text_features(class_set), class_set.hand_features)
+    assert abs(gap.item()) < 1e-5
+    torch.testing.assert_close(loss, F.cross_entropy(logits, batch.labels), rtol=0, atol=8.0 * 1e-5)
+
+
+def test_after_perturbing_ctx_the_loss_is_ce_plus_lambda_gap(frozen_clip, class_set):
+    torch.manual_seed(0)
+    method = KgCoOp(KgCoOp.Config(lam=3.0), frozen_clip, class_set)
+    with torch.no_grad():
+        method.ctx.add_(0.5 * torch.randn_like(method.ctx))
+    batch = _batch(class_set, seed=1)
+    ce, kg = _expected(method, batch, class_set)
+    assert kg.item() > 1e-3  # the perturbation really moved the class features away from the hand ones
+    with torch.no_grad():
+        loss, _ = method.loss(batch, class_set)
+    torch.testing.assert_close(loss, ce + 3.0 * kg, rtol=1e-5, atol=1e-5)
+
+
+def test_gradients_reach_only_ctx(frozen_clip, class_set):
+    torch.manual_seed(0)
+    method = KgCoOp(KgCoOp.Config(), frozen_clip, class_set)
+    with torch.no_grad():
+        method.ctx.add_(0.5 * torch.randn_like(method.ctx))
+    assert [n for n, _ in method.named_parameters()] == ["ctx"]
+    loss, _ = method.backward(_batch(class_set), class_set)
+    assert torch.isfinite(loss)
+    assert method.ctx.grad is not None and method.ctx.grad.abs().sum() > 0
+    assert all(p.grad is None for p in frozen_clip.loaded.model.parameters())
+    assert not class_set.hand_features.requires_grad
+    assert set(method.learned_state()) == {"ctx"}
+
+
+def test_a_few_training_steps_run(frozen_clip, class_set):
+    gen = torch.Generator().manual_seed(0)
+    centers = class_set.hand_features.repeat_interleave(4, dim=0)  # [24, D]
+    data = TrainData(centers[:, None] + 0.05 * torch.randn(len(centers), 2, centers.shape[1], generator=gen),
+                     torch.arange(len(class_set)).repeat_interleave(4))
+    torch.manual_seed(0)
+    method = KgCoOp(KgCoOp.Config(), frozen_clip, class_set)
+    cfg = method.cfg.model_copy(update={"epochs": 2, "batch_size": 8, "warmup_epochs": 0, "lr": 0.01})
+    history = train(method, data, class_set, cfg, seed=1)
+    assert len(history) == 2 and all(torch.isfinite(torch.tensor(h["loss"])) for h in history)
