@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from promptlab.train import TrainData
+
 from promptlab.clip.model import LoadedCLIP, build_untrained
 from promptlab.methods.base import FrozenCLIP
 from promptlab.prompts.bank import build_class_set
@@ -40,3 +42,19 @@ def class_set(frozen_clip):
 def descriptions() -> list[list[str]]:
     """The class_set fixture's LLM-style description sentences, per class."""
     return DESCRIPTIONS
+
+
+def make_separable_data(class_set, n_per_class: int = 4, views: int = 2, noise: float = 0.05) -> TrainData:
+    """Image features near each class's hand-crafted text feature (a learnable toy problem), with patches."""
+    gen = torch.Generator().manual_seed(0)
+    centers = class_set.hand_features.repeat_interleave(n_per_class, dim=0)  # [N, D]
+    feats = centers[:, None] + noise * torch.randn(len(centers), views, centers.shape[1], generator=gen)
+    labels = torch.arange(len(class_set)).repeat_interleave(n_per_class)
+    patches = torch.randn(len(centers), views, 16, centers.shape[1], generator=gen)
+    return TrainData(feats, labels, patches)
+
+
+@pytest.fixture(scope="session")
+def separable_data():
+    """Factory: separable_data(class_set, n_per_class=4, views=2, noise=0.05) -> TrainData."""
+    return make_separable_data

@@ -34,12 +34,9 @@ from promptlab.prompts.bank import ClassSet
 class KgCoOp(CoOp):
     name = "kgcoop"
 
-    class Config(CoOp.Config):
-        n_ctx: int = Field(4, ge=1)
-        ctx_init: str | None = "a photo of a"
+    class Config(CoOp.Config):  # n_ctx 4 from "a photo of a" and lr 0.002 are CoOp's defaults
         batch_size: int = Field(128, ge=1)
         epochs: int = Field(100, ge=1)
-        lr: float = Field(0.002, gt=0)
         lam: float = Field(8.0, ge=0)  # λ, the official TRAINER.COOP.W
 
     @staticmethod

@@ -62,12 +62,8 @@ def project_conflicting(g_ce: torch.Tensor, g_kl: torch.Tensor, lam: float) -> t
 class ProGrad(CoOp):
     name = "prograd"
 
-    class Config(CoOp.Config):
-        n_ctx: int = Field(4, ge=1)
-        ctx_init: str | None = "a photo of a"
-        batch_size: int = Field(32, ge=1)
+    class Config(CoOp.Config):  # n_ctx 4 from "a photo of a", batch 32 and lr 0.002 are CoOp's defaults
         epochs: int = Field(100, ge=1)  # ProGrad's base-to-new script (rn50_ep100); CoOp's is 200
-        lr: float = Field(0.002, gt=0)
         lam: float = Field(1.0, ge=0)  # λ, the official LOSS.LAMBDA (0.8 for some few-shot runs)
         kl_temperature: float = Field(1.0, gt=0)  # T, the official LOSS.T
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from promptlab.methods.base import Batch
 from promptlab.methods.coop import CoOp
 from promptlab.methods.kgcoop import KgCoOp
-from promptlab.train import TrainData, train
+from promptlab.train import train
 
 
 def _batch(class_set, n=8, seed=0):
@@ -71,11 +71,8 @@ def test_gradients_reach_only_ctx(frozen_clip, class_set):
     assert set(method.learned_state()) == {"ctx"}
 
 
-def test_a_few_training_steps_run(frozen_clip, class_set):
-    gen = torch.Generator().manual_seed(0)
-    centers = class_set.hand_features.repeat_interleave(4, dim=0)  # [24, D]
-    data = TrainData(centers[:, None] + 0.05 * torch.randn(len(centers), 2, centers.shape[1], generator=gen),
-                     torch.arange(len(class_set)).repeat_interleave(4))
+def test_a_few_training_steps_run(frozen_clip, class_set, separable_data):
+    data = separable_data(class_set)
     torch.manual_seed(0)
     method = KgCoOp(KgCoOp.Config(), frozen_clip, class_set)
     cfg = method.cfg.model_copy(update={"epochs": 2, "batch_size": 8, "warmup_epochs": 0, "lr": 0.01})

@@ -8,27 +8,17 @@ import torch.nn.functional as F
 from promptlab.config import validate_params
 from promptlab.evaluate import count_correct
 from promptlab.methods import REGISTRY
-from promptlab.train import TrainData, train
-
-
-def _separable_data(class_set, n_per_class=8, views=2):
-    """Image features near each class's hand-crafted text feature, so the problem is learnable."""
-    gen = torch.Generator().manual_seed(0)
-    centers = class_set.hand_features.repeat_interleave(n_per_class, dim=0)  # [N, D]
-    feats = centers[:, None] + 0.05 * torch.randn(len(centers), views, centers.shape[1], generator=gen)
-    labels = torch.arange(len(class_set)).repeat_interleave(n_per_class)
-    patches = torch.randn(len(centers), views, 16, centers.shape[1], generator=gen)
-    return TrainData(feats, labels, patches)
+from promptlab.train import train
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
-def test_method_trains_and_scores(name, frozen_clip, class_set):
+def test_method_trains_and_scores(name, frozen_clip, class_set, separable_data):
     params = validate_params({})
     cfg = getattr(params, name)
     cls = REGISTRY[name]
     torch.manual_seed(0)
     method = cls(cfg, frozen_clip, class_set)
-    data = _separable_data(class_set)
+    data = separable_data(class_set, n_per_class=8)
     clip_before = {k: v.clone() for k, v in frozen_clip.loaded.model.state_dict().items()}
     if cls.trainable:
         cfg = cfg.model_copy(update={"epochs": 4, "batch_size": 16, "warmup_epochs": 0, "lr": 0.01})
