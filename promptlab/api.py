@@ -1,0 +1,58 @@
+"""Using a trained prompt outside the pipeline: load it with its open_clip model and classify new images.
+
+    from promptlab.api import PromptClassifier
+    clf = PromptClassifier.from_run("models/prompts/base2new/synthetic/coop/seed1",
+                                    model="promptlab-tiny",
+                                    pretrained="models/tiny_clip/open_clip_model.safetensors")
+    probs = clf.predict_proba(images, ["red circle", "blue star"])   # PIL images -> [N, C]
+
+A run directory holds only the method's config and learned tensors (prompt.json + prompt.safetensors);
+CLIP comes from open_clip as usual, so the same prompt works with any copy of the model it was trained on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from promptlab.clip.features import encode_images
+from promptlab.clip.model import load_clip
+from promptlab.methods.base import Batch, FrozenCLIP, PromptMethod
+from promptlab.prompts.bank import build_class_set
+from promptlab.protocols import load_method
+
+
+class PromptClassifier:
+    def __init__(self, run_dir: str | Path, clip: FrozenCLIP):
+        self.run_dir = Path(run_dir)
+        self.clip = clip
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, model: str, pretrained: str | None, device: str = "cpu"):
+        return cls(run_dir, FrozenCLIP(load_clip(model, pretrained, device)))
+
+    def method_for(self, classnames: list[str], template: str = "a photo of a {}.",
+                   descriptions: list[list[str]] | None = None) -> tuple[PromptMethod, object]:
+        """The trained method and the ClassSet it scores (hand-crafted, ensemble and optional LLM-description
+        features encoded here, as the prompts stage would)."""
+        with torch.no_grad():
+            classes = build_class_set(self.clip.text, classnames, template, descriptions=descriptions)
+        return load_method(self.run_dir, self.clip, classes), classes
+
+    @torch.no_grad()
+    def logits(self, images: list, classnames: list[str], template: str = "a photo of a {}.",
+               descriptions: list[list[str]] | None = None) -> torch.Tensor:
+        """PIL images -> logits [N, C] = τ·cos(image, class) with the model's own test preprocessing."""
+        method, classes = self.method_for(classnames, template, descriptions)
+        pixels = torch.stack([self.clip.loaded.preprocess(im) for im in images])  # [N, 3, H, W]
+        glob, patches = encode_images(self.clip.loaded.model, pixels, patches=method.needs_patches)
+        batch = Batch(F.normalize(glob, dim=-1), torch.zeros(len(images), dtype=torch.long), patches)
+        return method.logits(batch, classes, method.precompute(classes))
+
+    def predict_proba(self, images: list, classnames: list[str], **kw) -> torch.Tensor:
+        return self.logits(images, classnames, **kw).softmax(dim=-1)
+
+    def predict(self, images: list, classnames: list[str], **kw) -> list[str]:
+        return [classnames[i] for i in self.logits(images, classnames, **kw).argmax(dim=-1).tolist()]

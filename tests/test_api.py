@@ -1,0 +1,38 @@
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from promptlab.api import PromptClassifier
+from promptlab.clip.pretrain import save_checkpoint
+from promptlab.data import synthetic
+from promptlab.methods.coop import CoOp
+from promptlab.protocols import save_method
+from promptlab.train import train
+
+
+def test_a_saved_coop_prompt_classifies_new_images_like_the_trained_method(
+        tmp_path, loaded_clip, frozen_clip, class_set, separable_data):
+    cfg = CoOp.Config(epochs=2, batch_size=8, lr=0.01, warmup_epochs=0)
+    torch.manual_seed(0)
+    coop = CoOp(cfg, frozen_clip, class_set)
+    train(coop, separable_data(class_set), class_set, cfg, seed=1)
+    save_method(tmp_path / "run", coop, class_set, {"protocol": "base2new"})
+    save_checkpoint(loaded_clip.model, tmp_path / "clip.safetensors")
+
+    classes = synthetic.world_classes()[:5]
+    images = [synthetic.render(c, "photo", np.random.default_rng(i), 32) for i, c in enumerate(classes)]
+    names = [c.name for c in classes]
+    clf = PromptClassifier.from_run(tmp_path / "run", "promptlab-tiny", str(tmp_path / "clip.safetensors"))
+    probs = clf.predict_proba(images, names)
+
+    # independent path: open_clip's encode_image + the trained method's class features
+    with torch.no_grad():
+        pixels = torch.stack([loaded_clip.preprocess(im) for im in images])
+        feats = F.normalize(loaded_clip.model.encode_image(pixels), dim=-1)
+        from promptlab.prompts.bank import build_class_set
+
+        weights = coop.text_features(build_class_set(frozen_clip.text, names, "a photo of a {}.", ensembles=()))
+        expected = (frozen_clip.logit_scale * feats @ weights.t()).softmax(dim=-1)
+    assert probs.shape == (5, 5)
+    torch.testing.assert_close(probs, expected, rtol=1e-4, atol=1e-5)
+    assert clf.predict(images, names) == [names[i] for i in expected.argmax(dim=-1).tolist()]
