@@ -68,9 +68,12 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta or None)
 
 
-def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+def load_tensors(path: str | Path, skip: tuple[str, ...] = ()) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors (all but those named in `skip`, which are never read from disk) and decoded metadata."""
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
         meta = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
+        if skip:
+            return {k: f.get_tensor(k) for k in f.keys() if k not in skip}, meta
     return load_file(str(path)), meta

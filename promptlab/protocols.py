@@ -36,11 +36,12 @@ def load_class_set(dataset: str) -> ClassSet:
     return ClassSet.from_tensors(meta["classnames"], meta["template"], tensors)
 
 
-def load_split(dataset: str, split: str) -> tuple[dict[str, torch.Tensor], list[str]]:
+def load_split(dataset: str, split: str, patches: bool = True) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Cached features of a split; patch tokens are read only when asked for (they dominate the file)."""
     path = feature_dir(dataset) / f"{split}.safetensors"
     if not path.exists():
         raise UserError(f"{dataset}: no cached features for split '{split}' ({path})")
-    tensors, meta = load_tensors(path)
+    tensors, meta = load_tensors(path, skip=() if patches else ("patches",))
     return tensors, meta["keys"]
 
 
@@ -49,13 +50,13 @@ def protocol_classes(protocol: str, classes: ClassSet) -> list[int]:
     return base_new_labels(len(classes))[0] if protocol == "base2new" else list(range(len(classes)))
 
 
-def training_data(dataset: str, seed: int, keep: list[int]) -> TrainData:
+def training_data(dataset: str, seed: int, keep: list[int], patches: bool = False) -> TrainData:
     """The seed's few-shot draw (recorded in fewshot.json at shard time), restricted to `keep` labels and
     relabelled to positions in `keep`."""
     draws = read_json(shard_dir(dataset) / "fewshot.json")["seeds"]
     if str(seed) not in draws:
         raise UserError(f"{dataset}: seed {seed} was not sharded (have {sorted(draws)}); rerun the shard stage")
-    tensors, keys = load_split(dataset, "train")
+    tensors, keys = load_split(dataset, "train", patches)
     wanted = set(draws[str(seed)]["train"])
     rows = torch.tensor([i for i, k in enumerate(keys) if k in wanted], dtype=torch.long)
     mask, labels = relabel(tensors["labels"][rows], keep)
@@ -87,15 +88,14 @@ def load_method(run_dir: Path, clip: FrozenCLIP, classes: ClassSet) -> PromptMet
     return method.eval()
 
 
-def score(method_dir: Path, clip: FrozenCLIP, dataset: str, keep: list[int] | None = None) -> dict:
-    """Accuracy of a saved prompt on a dataset's cached test features, optionally on the `keep` classes only
+def score(method_dir: Path, clip: FrozenCLIP, classes: ClassSet, test: dict[str, torch.Tensor],
+          keep: list[int] | None = None) -> dict:
+    """Accuracy of a saved prompt on cached test features (view 0), optionally on the `keep` classes only
     (relabelled, scored against just those classes, as CoOp's base/new evaluation does)."""
     from promptlab.evaluate import count_correct
 
-    classes = load_class_set(dataset)
-    tensors, _ = load_split(dataset, "test")
-    labels, feats = tensors["labels"], tensors["global"][:, 0]
-    patches = tensors["patches"][:, 0] if "patches" in tensors else None
+    labels, feats = test["labels"], test["global"][:, 0]
+    patches = test["patches"][:, 0] if "patches" in test else None
     if keep is not None:
         mask, labels = relabel(labels, keep)
         feats, classes = feats[mask], classes.subset(keep)
@@ -104,10 +104,15 @@ def score(method_dir: Path, clip: FrozenCLIP, dataset: str, keep: list[int] | No
     return count_correct(method, feats, labels, classes, patches)
 
 
-def evaluate_run(protocol: str, dataset: str, method_dir: Path, clip: FrozenCLIP, targets: list[str]) -> dict:
+def evaluate_run(protocol: str, dataset: str, method_dir: Path, clip: FrozenCLIP, targets: list[str],
+                 patches: bool = False) -> dict:
     """base2new: {"base": counts, "new": counts}; domain_shift: {"targets": {dataset id: counts}} including
-    the source itself, each target scored with its own class list."""
+    the source itself, each target scored with its own class list. Each dataset's bank and test features are
+    read once; patch tokens only when the method uses them."""
     if protocol == "base2new":
-        base, new = base_new_labels(len(load_class_set(dataset)))
-        return {"base": score(method_dir, clip, dataset, base), "new": score(method_dir, clip, dataset, new)}
-    return {"targets": {t: score(method_dir, clip, t) for t in [dataset, *targets]}}
+        classes, (test, _) = load_class_set(dataset), load_split(dataset, "test", patches)
+        base, new = base_new_labels(len(classes))
+        return {"base": score(method_dir, clip, classes, test, base),
+                "new": score(method_dir, clip, classes, test, new)}
+    return {"targets": {t: score(method_dir, clip, load_class_set(t), load_split(t, "test", patches)[0])
+                        for t in [dataset, *targets]}}

@@ -32,9 +32,11 @@ def main() -> None:
     p = load_params()
     cfg = getattr(p, args.method)
     clip = FrozenCLIP(load_clip(p.model.name, p.model.pretrained, p.model.device))
-    keep = protocol_classes(args.protocol, load_class_set(args.dataset))
-    classes = load_class_set(args.dataset).subset(keep)
-    data = training_data(args.dataset, args.seed, keep)
+    all_classes = load_class_set(args.dataset)
+    keep = protocol_classes(args.protocol, all_classes)
+    classes = all_classes.subset(keep)
+    patches = REGISTRY[args.method].needs_patches  # patch tokens are large: read them only when used
+    data = training_data(args.dataset, args.seed, keep, patches)
     method = build_method(args.method, cfg, clip, classes, args.seed)
 
     from dvclive import Live
@@ -56,7 +58,8 @@ def main() -> None:
         save_method(Path(out), method, classes, {"protocol": args.protocol, "dataset": args.dataset,
                                                  "seed": args.seed, "n_train": int(len(data.labels))})
         with torch.no_grad():
-            result = evaluate_run(args.protocol, args.dataset, Path(out), clip, p.eval.domain_shift.targets)
+            result = evaluate_run(args.protocol, args.dataset, Path(out), clip, p.eval.domain_shift.targets,
+                                  patches)
     write_json(args.metrics, {"protocol": args.protocol, "dataset": args.dataset, "method": args.method,
                               "seed": args.seed, **result})
     print(f"{args.protocol} {args.dataset} {args.method} seed {args.seed}: {result}")
