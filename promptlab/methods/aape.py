@@ -65,7 +65,7 @@ class AAPE(PromptMethod):
         value_proj: bool = False  # v = W_v T instead of T
         generator_reduction: int = Field(4, ge=1)  # generator hidden width = D // r
         combine: Literal["add", "concat"] = "add"
-        template: Literal["dataset", "clip80", "clip7"] = "dataset"  # source of t_c
+        template: str = "dataset"  # source of t_c: dataset | clip80 | clip7 | a template list of the bank
         proj_init_std: float = Field(0.0, ge=0)  # G ~ N(0, std²) for `add`; 0: zeros (concat: P = [I, 0])
 
     def __init__(self, cfg: Config, clip: FrozenCLIP, train_classes: ClassSet):
@@ -126,11 +126,7 @@ class AAPE(PromptMethod):
 
     def precompute(self, classes: ClassSet) -> torch.Tensor:
         """[C, D] frozen template features t_c (read from the bank: nothing is encoded)."""
-        if self.cfg.template == "dataset":
-            return classes.hand_features
-        if self.cfg.template not in classes.ensembles:
-            raise UserError(f"{self.name}.template={self.cfg.template}: the prompt bank has no such ensemble")
-        return classes.ensembles[self.cfg.template]
+        return classes.template_features(self.cfg.template, option=f"{self.name}.template")
 
     def logits_from(self, feats: torch.Tensor, aape: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
         """feats [B, D], aape [B, D], template [C, D] -> τ·f_b·normalise(t'_c + u_b) [B, C]."""

@@ -5,8 +5,8 @@ information and adds a class-wise augmentation from the visual modality. The ful
 us; everything below beyond the abstract is our reading of the paper (METHODS.md "dualview").
 
     T^s [C, D]  soft view: the CoOp prompt (4 tokens from "a photo of a", coop.py), L2-normalised; only ctx trains
-    T^h [C, D]  hand view: frozen features of the dataset template (classes.hand_features) or of a template
-                ensemble (classes.ensembles["clip80" | "clip7"]), switch `hand_view`
+    T^h [C, D]  hand view: frozen features of the dataset template or of a template ensemble of the prompt
+                bank (ClassSet.template_features), switch `hand_view`: dataset | clip80 | clip7 | a user list
     f(x) [B, D] cached L2-normalised image features; τ = CLIP's logit scale
 
     L     = CE(τ·f·T^sᵀ, y) + lam_mi·L_nce + visual term
@@ -87,7 +87,7 @@ class DualView(CoOp):
     name = "dualview"
 
     class Config(CoOp.Config):  # n_ctx 4 from "a photo of a", batch 32, lr 0.002, 200 epochs: CoOp's
-        hand_view: Literal["template", "clip80", "clip7"] = "template"  # T^h: dataset template or an ensemble
+        hand_view: str = "dataset"  # T^h: dataset (its template) | clip80 | clip7 | a template list of the bank
         lam_mi: float = Field(1.0, ge=0)  # weight of the InfoNCE (mutual-information) term
         tau_mi: float = Field(0.07, gt=0)  # InfoNCE temperature
         visual_aug: Literal["prototype", "mixup", "none"] = "mixup"
@@ -108,12 +108,7 @@ class DualView(CoOp):
 
     def hand_view_features(self, classes: ClassSet) -> torch.Tensor:
         """[C, D] frozen hand-crafted view T^h."""
-        if self.cfg.hand_view == "template":
-            return classes.hand_features
-        if self.cfg.hand_view not in classes.ensembles:
-            raise UserError(f"dualview.hand_view={self.cfg.hand_view!r}: the class set has no such ensemble "
-                            f"(has {sorted(classes.ensembles)})")
-        return classes.ensembles[self.cfg.hand_view]
+        return classes.template_features(self.cfg.hand_view, option=f"{self.name}.hand_view")
 
     def prototype_term(self, batch: Batch, classes: ClassSet, soft: torch.Tensor) -> torch.Tensor:
         if self.prototypes is None or self._prototype_names != list(classes.names):

@@ -114,7 +114,7 @@ class PBPrompt(PromptMethod):
         n_ctx: int = Field(4, ge=1)  # M prompt tokens
         ctx_init: str | None = "a photo of a"  # queries Q init (None: N(0, init_std²) and "X X X X" prompts)
         init_std: float = Field(0.02, gt=0)
-        class_embedding: Literal["hand", "clip80", "clip7"] = "hand"  # e_c: hand template or an ensemble
+        class_embedding: str = "dataset"  # e_c: dataset (its template) | clip80 | clip7 | a bank template list
         hidden_dim: int = Field(128, ge=1)  # MLP width of q(r_c)
         init_sigma: float = Field(1.0, gt=0)  # σ at init (= the prior's std: KL starts at 0)
         prior_std: float = Field(1.0, gt=0)  # p(r_c) = N(e_c, prior_std² I); the paper's reading: I
@@ -156,8 +156,7 @@ class PBPrompt(PromptMethod):
 
     # -- the generative path ---------------------------------------------------------------------------------
     def class_embedding(self, classes: ClassSet) -> torch.Tensor:
-        name = self.cfg.class_embedding
-        e = classes.hand_features if name == "hand" else classes.ensembles[name]
+        e = classes.template_features(self.cfg.class_embedding, option=f"{self.name}.class_embedding")
         return e.to(self.clip.text.device).float().detach()  # [C, D]
 
     def tokens(self, classes: ClassSet) -> PromptTokens:

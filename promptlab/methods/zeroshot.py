@@ -1,12 +1,10 @@
 """Zero-shot CLIP: class weights from hand-crafted prompts (Radford et al., 2021).
 
 `template: dataset` uses the dataset's single hand-crafted template (CoOp's table); `clip80` / `clip7` use
-CLIP's ImageNet template ensembles (normalise each template's feature, average, renormalise). The features
-come from the cached prompt bank, so nothing is encoded here."""
+CLIP's ImageNet template ensembles (normalise each template's feature, average, renormalise), and any other
+name a template list of the prompt bank. The features come from the cached bank, so nothing is encoded here."""
 
 from __future__ import annotations
-
-from typing import Literal
 
 import torch
 
@@ -19,9 +17,7 @@ class ZeroShot(PromptMethod):
     trainable = False
 
     class Config(MethodConfig):
-        template: Literal["dataset", "clip80", "clip7"] = "dataset"
+        template: str = "dataset"  # dataset | clip80 | clip7 | a template list of the prompt bank
 
     def text_features(self, classes: ClassSet) -> torch.Tensor:
-        if self.cfg.template == "dataset":
-            return classes.hand_features
-        return classes.ensembles[self.cfg.template]
+        return classes.template_features(self.cfg.template, option=f"{self.name}.template")

@@ -43,6 +43,17 @@ class ClassSet:
     def __len__(self) -> int:
         return len(self.names)
 
+    def template_features(self, choice: str, *, option: str) -> torch.Tensor:
+        """[C, D] frozen text features of "dataset" (the dataset's hand-crafted template) or of a named template
+        ensemble in the bank (clip80, clip7, or a user template list). `option` is the params key that chose it
+        (e.g. "zeroshot.template"), named in the error."""
+        if choice == "dataset":
+            return self.hand_features
+        if choice not in self.ensembles:
+            raise UserError(f"{option}={choice!r}: the prompt bank has no such template set "
+                            f"(has: dataset, {', '.join(sorted(self.ensembles))})")
+        return self.ensembles[choice]
+
     def subset(self, labels: list[int]) -> "ClassSet":
         idx = torch.tensor(labels, dtype=torch.long)
         sentences = sentence_labels = None

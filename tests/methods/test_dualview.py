@@ -114,7 +114,7 @@ def _coop_features(method, class_set):
     return coop.text_features(class_set)
 
 
-@pytest.mark.parametrize("hand_view", ["template", "clip7"])
+@pytest.mark.parametrize("hand_view", ["dataset", "clip7"])
 def test_loss_is_ce_plus_nce_plus_prototype_term(frozen_clip, class_set, separable_data, hand_view):
     torch.manual_seed(0)
     cfg = DualView.Config(visual_aug="prototype", hand_view=hand_view, lam_mi=0.7, tau_mi=0.2, beta=0.5,
@@ -125,7 +125,7 @@ def test_loss_is_ce_plus_nce_plus_prototype_term(frozen_clip, class_set, separab
     batch, tau = _batch(class_set, seed=1), frozen_clip.logit_scale
     with torch.no_grad():
         w = _coop_features(method, class_set)
-        hand = class_set.hand_features if hand_view == "template" else class_set.ensembles[hand_view]
+        hand = class_set.hand_features if hand_view == "dataset" else class_set.ensembles[hand_view]
         ce = F.cross_entropy(tau * batch.features @ w.t(), batch.labels)
         s = w @ hand.t() / 0.2
         nce = 0.5 * (-torch.diag(s.log_softmax(1)).mean() - torch.diag(s.log_softmax(0)).mean())

@@ -1,6 +1,8 @@
 """Every registered method, trained a few steps on a tiny separable problem: loss falls, logits finite,
 and only the method's own tensors are learned. New methods are picked up automatically."""
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -39,3 +41,36 @@ def test_method_trains_and_scores(name, frozen_clip, class_set, separable_data):
     assert logits.shape == (4, len(class_set)) and torch.isfinite(logits).all()
     for k, v in frozen_clip.loaded.model.state_dict().items():
         assert torch.equal(v, clip_before[k]), f"CLIP tensor {k} changed"
+
+
+# Methods that read "the dataset template or a named template set" from the prompt bank, and the option that
+# chooses it: all go through ClassSet.template_features, so the choice and its error are the same everywhere.
+TEMPLATE_OPTIONS = {"zeroshot": "template", "aape": "template", "dualview": "hand_view",
+                    "pbprompt": "class_embedding"}
+
+
+@pytest.mark.parametrize("name,option", sorted(TEMPLATE_OPTIONS.items()))
+def test_template_choice_is_one_bank_lookup(name, option, frozen_clip, class_set, separable_data):
+    from promptlab.errors import UserError
+    from promptlab.methods.base import Batch
+
+    data = separable_data(class_set, n_per_class=2, views=1)
+    batch = Batch(F.normalize(data.features[:, 0], dim=-1), data.labels, data.patches[:, 0])
+    base_cfg = getattr(validate_params({}), name)
+    run = (lambda m: m.loss(batch, class_set)) if REGISTRY[name].trainable else \
+        (lambda m: m.logits(batch, class_set))
+    bad = REGISTRY[name](base_cfg.model_copy(update={option: "nosuch"}), frozen_clip, class_set)
+    with pytest.raises(UserError, match=rf"^{name}\.{option}='nosuch': .*\(has: dataset, clip7, clip80"):
+        run(bad)
+    # Renaming the bank's clip7 ensemble keeps the result when the option follows the new name (a method that
+    # read ensembles itself, or ignored the option, would fail one of these two checks).
+    renamed = dataclasses.replace(class_set, ensembles={"mine": class_set.ensembles["clip7"]})
+    torch.manual_seed(0)
+    a = REGISTRY[name](base_cfg.model_copy(update={option: "clip7"}), frozen_clip, class_set)
+    torch.manual_seed(0)
+    b = REGISTRY[name](base_cfg.model_copy(update={option: "mine"}), frozen_clip, renamed)
+    torch.manual_seed(1)
+    out_a = a.loss(batch, class_set)[0] if a.trainable else a.logits(batch, class_set)
+    torch.manual_seed(1)
+    out_b = b.loss(batch, renamed)[0] if b.trainable else b.logits(batch, renamed)
+    assert torch.equal(out_a, out_b)
