@@ -29,7 +29,7 @@ def test_defaults():
     cfg = DualView.Config()
     assert issubclass(DualView, CoOp) and DualView.name == "dualview"
     assert (cfg.n_ctx, cfg.ctx_init, cfg.batch_size, cfg.lr, cfg.visual_aug, cfg.hand_view) == \
-        (4, "a photo of a", 32, 0.002, "mixup", "template")
+        (4, "a photo of a", 32, 0.002, "mixup", "dataset")
 
 
 def test_info_nce_equals_explicit_log_softmax_loops():
