@@ -8,12 +8,23 @@ wrong type or an unknown method/dataset name stops the stage with one line namin
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from promptlab.errors import UserError
+
+
+def _check_dataset_id(dataset_id: str) -> str:
+    from promptlab.data.registry import DATASETS
+
+    if dataset_id not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset_id!r} (allowed: {', '.join(sorted(DATASETS))})")
+    return dataset_id
+
+
+DatasetId = Annotated[str, AfterValidator(_check_dataset_id)]  # a dataset id of data/datasets.yaml
 
 
 class StrictModel(BaseModel):
@@ -60,6 +71,8 @@ class DataParams(StrictModel):
     shots: int = Field(16, ge=1)  # (contract)
     seeds: list[int] = [1, 2, 3]  # (contract)
     shard_maxcount: int = Field(2000, ge=1)
+    # Datasets sharded for their test split only: the domain-shift and cross-dataset targets not in `datasets`.
+    eval_datasets: list[DatasetId] = ["synthetic_sketch", "synthetic_noise", "synthetic_shapes"]
 
     @field_validator("datasets")
     @classmethod
@@ -89,32 +102,51 @@ class PromptBankParams(StrictModel):
 
 
 class DomainShiftParams(StrictModel):
-    source: str = "synthetic"
-    targets: list[str] = ["synthetic_sketch", "synthetic_noise"]
+    """Train on the source with all its classes, test on the same classes in other domains."""
 
-    @field_validator("source")
-    @classmethod
-    def _known_source(cls, i: str) -> str:
-        return _check_dataset_id(i)
+    source: DatasetId = "synthetic"
+    targets: list[DatasetId] = ["synthetic_sketch", "synthetic_noise"]
 
-    @field_validator("targets")
+
+class CrossDatasetParams(DomainShiftParams):
+    """Train on the source with all its classes, test on other datasets with their own class lists."""
+
+    targets: list[DatasetId] = ["synthetic_shapes"]
+
+
+class FewShotParams(StrictModel):
+    """Accuracy against the number of shots, all classes of each dataset. A K-shot draw is the seed's
+    data.shots draw subsampled per class (nested: every K-shot set is inside the larger ones)."""
+
+    datasets: list[DatasetId] = ["synthetic"]
+    shots: list[int] = [1, 2, 4, 8, 16]
+    methods: list[str] | None = None  # which of `methods` also run few-shot curves; null: all of them
+    # Epochs per shot count for methods that train in epochs (CoOp's few-shot schedule: 1-2 shots 50, 4-8 100,
+    # 16 200); null: each method's own epochs at every shot count.
+    epochs: dict[int, int] | None = None
+
+    @model_validator(mode="after")
+    def _epochs_for_every_shot(self):
+        if self.epochs is not None and sorted(self.epochs) != self.shots:
+            raise ValueError(f"epochs must give one value per shot count {self.shots}, got keys {sorted(self.epochs)}")
+        return self
+
+    @field_validator("shots")
     @classmethod
-    def _known_targets(cls, ids: list[str]) -> list[str]:
-        for i in ids:
-            _check_dataset_id(i)
-        return ids
+    def _positive_sorted(cls, shots: list[int]) -> list[int]:
+        if not shots or any(k < 1 for k in shots) or sorted(set(shots)) != shots:
+            raise ValueError(f"must be increasing positive shot counts, got {shots}")
+        return shots
+
+
+PROTOCOLS = ("base2new", "domain_shift", "cross_dataset", "few_shot")
 
 
 class EvalParams(StrictModel):
+    protocols: list[Literal[PROTOCOLS]] = list(PROTOCOLS)  # which protocols the run stages run
     domain_shift: DomainShiftParams = DomainShiftParams()  # (contract)
-
-
-def _check_dataset_id(dataset_id: str) -> str:
-    from promptlab.data.registry import DATASETS
-
-    if dataset_id not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset_id!r} (allowed: {', '.join(sorted(DATASETS))})")
-    return dataset_id
+    cross_dataset: CrossDatasetParams = CrossDatasetParams()
+    few_shot: FewShotParams = FewShotParams()
 
 
 def _build_params_model() -> type[StrictModel]:
@@ -129,14 +161,42 @@ def _build_params_model() -> type[StrictModel]:
                 raise ValueError(f"unknown method {n!r} (allowed: {', '.join(sorted(REGISTRY))})")
         return names
 
-    def _domain_shift_source_is_trained(self):
-        ds = self.eval.domain_shift
-        if ds.source not in self.data.datasets:
-            raise ValueError(f"eval.domain_shift.source {ds.source!r} must be one of data.datasets "
-                             f"{self.data.datasets} (its shards and features come from there)")
-        overlap = sorted(set(ds.targets) & set(self.data.datasets) | ({ds.source} & set(ds.targets)))
-        if overlap:
-            raise ValueError(f"eval.domain_shift.targets must not repeat data.datasets or the source: {overlap}")
+    def _protocols_use_sharded_datasets(self):
+        """Every dataset a protocol trains on is in data.datasets, every test-only target in data.eval_datasets
+        (the shard/features/prompts stages run over those two lists), and nothing is in both."""
+        data, ev = self.data, self.eval
+        both = sorted(set(data.datasets) & set(data.eval_datasets))
+        if both:
+            raise ValueError(f"data.eval_datasets must not repeat data.datasets: {both}")
+        sharded = set(data.datasets) | set(data.eval_datasets)
+        for key, spec in (("domain_shift", ev.domain_shift), ("cross_dataset", ev.cross_dataset)):
+            if key not in ev.protocols:
+                continue
+            if spec.source not in data.datasets:
+                raise ValueError(f"eval.{key}.source {spec.source!r} must be one of data.datasets "
+                                 f"{data.datasets} (its shards and features come from there)")
+            if spec.source in spec.targets:
+                raise ValueError(f"eval.{key}.targets must not repeat the source {spec.source!r}")
+            allowed = set(data.eval_datasets) if key == "domain_shift" else sharded
+            missing = [t for t in spec.targets if t not in allowed]
+            if missing:
+                raise ValueError(f"eval.{key}.targets {missing} must be listed in data.eval_datasets"
+                                 + (" or data.datasets" if key == "cross_dataset" else "")
+                                 + " (so their test split is sharded)")
+        if "few_shot" in ev.protocols:
+            fs = ev.few_shot
+            unknown = [d for d in fs.datasets if d not in data.datasets]
+            if unknown:
+                raise ValueError(f"eval.few_shot.datasets {unknown} must be in data.datasets {data.datasets}")
+            if fs.shots[-1] > data.shots:
+                raise ValueError(f"eval.few_shot.shots {fs.shots} go above data.shots={data.shots}: the "
+                                 "shards hold data.shots draws, so raise data.shots")
+            from promptlab.methods import REGISTRY
+
+            unknown = [m for m in fs.methods or [] if m not in REGISTRY]
+            if unknown:
+                raise ValueError(f"eval.few_shot.methods: unknown methods {unknown} (allowed: "
+                                 f"{', '.join(sorted(REGISTRY))})")
         return self
 
     return create_model(
@@ -144,7 +204,7 @@ def _build_params_model() -> type[StrictModel]:
         __base__=StrictModel,
         __validators__={
             "known_methods": field_validator("methods")(_known_methods),
-            "domain_shift_disjoint": model_validator(mode="after")(_domain_shift_source_is_trained),
+            "protocols_use_sharded_datasets": model_validator(mode="after")(_protocols_use_sharded_datasets),
         },
         model=(ModelParams, ModelParams()),
         world=(WorldParams, WorldParams()),

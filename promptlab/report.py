@@ -5,6 +5,8 @@ Per run JSON (written by the run stage):
     base2new:     {"protocol": "base2new", "dataset", "method", "seed", "base": {correct,total,acc}, "new": {...}}
                   ("new": null for a method that cannot score unseen classes: its new and HM are null too)
     domain_shift: {"protocol": "domain_shift", "dataset": source, "method", "seed", "targets": {id: {...}}}
+    cross_dataset: the same shape ("targets": {id: null} for a closed-vocabulary method on foreign classes)
+    few_shot:     {"protocol": "few_shot", "dataset", "method", "seed", "shots": K, "test": {...}}
 Conventions: per dataset, base and new accuracies are averaged over seeds and HM = 2BN/(B+N) of those
 averages; the overall row is the HM of the dataset-averaged base and new, not the mean of per-dataset HMs.
 """
@@ -69,24 +71,44 @@ def summarize_base2new(runs: list[dict]) -> dict:
     return out
 
 
-def summarize_domain_shift(runs: list[dict]) -> dict:
+def summarize_transfer(runs: list[dict], protocol: str) -> dict:
+    """domain_shift / cross_dataset: {source: {method: {target: mean %, f"{target}_std": std}}}; a target some
+    seed could not score (null) is null."""
     by_key: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in runs:
-        if r["protocol"] == "domain_shift":
+        if r["protocol"] == protocol:
             by_key[(r["dataset"], r["method"])].append(r)
     out: dict = {}
     for (source, method), rs in sorted(by_key.items()):
         row = {}
         for target in sorted(rs[0]["targets"]):
-            mean, std = _mean_std([r["targets"][target]["acc"] for r in rs])
-            row[target] = _r(mean)
-            row[f"{target}_std"] = _r(std)
+            counts = [r["targets"][target] for r in rs]
+            mean, std = (None, None) if None in counts else _mean_std([c["acc"] for c in counts])
+            row[target], row[f"{target}_std"] = _opt(mean), _opt(std)
         out.setdefault(source, {})[method] = row
     return out
 
 
+def summarize_few_shot(runs: list[dict]) -> dict:
+    """{dataset: {method: {"<K>": mean %, "<K>_std": std}}}, shot counts in increasing order."""
+    by_key: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in runs:
+        if r["protocol"] == "few_shot":
+            by_key[(r["dataset"], r["method"])][r["shots"]].append(r["test"]["acc"])
+    out: dict = {}
+    for (dataset, method), per_shots in sorted(by_key.items()):
+        row = {}
+        for k in sorted(per_shots):
+            mean, std = _mean_std(per_shots[k])
+            row[str(k)], row[f"{k}_std"] = _r(mean), _r(std)
+        out.setdefault(dataset, {})[method] = row
+    return out
+
+
 def summarize(runs: list[dict]) -> dict:
-    return {"base2new": summarize_base2new(runs), "domain_shift": summarize_domain_shift(runs)}
+    """metrics/summary.json: one key per protocol (DESIGN.md §6)."""
+    return {"base2new": summarize_base2new(runs), "domain_shift": summarize_transfer(runs, "domain_shift"),
+            "cross_dataset": summarize_transfer(runs, "cross_dataset"), "few_shot": summarize_few_shot(runs)}
 
 
 def base2new_table(summary: dict) -> pl.DataFrame:
@@ -96,15 +118,25 @@ def base2new_table(summary: dict) -> pl.DataFrame:
                                       "new": pl.Float64, "hm": pl.Float64})
 
 
-def domain_shift_table(summary: dict) -> pl.DataFrame:
+def transfer_table(summary: dict, protocol: str = "domain_shift") -> pl.DataFrame:
+    """One row per (source, method, target) with its mean accuracy: the data of dvc.yaml's bar plots."""
     rows = []
-    for source, methods in summary["domain_shift"].items():
+    for source, methods in summary[protocol].items():
         for method, accs in methods.items():
             for target, acc in accs.items():
                 if not target.endswith("_std"):
                     rows.append({"source": source, "method": method, "target": target, "acc": acc})
     return pl.DataFrame(rows, schema={"source": pl.String, "method": pl.String, "target": pl.String,
                                       "acc": pl.Float64})
+
+
+def few_shot_table(summary: dict) -> pl.DataFrame:
+    """One row per (dataset, method, shots): the data of dvc.yaml's few-shot line plot."""
+    rows = [{"dataset": d, "method": m, "shots": int(k), "acc": v, "acc_std": accs[f"{k}_std"]}
+            for d, methods in summary["few_shot"].items() for m, accs in methods.items()
+            for k, v in accs.items() if not k.endswith("_std")]
+    return pl.DataFrame(rows, schema={"dataset": pl.String, "method": pl.String, "shots": pl.Int64,
+                                      "acc": pl.Float64, "acc_std": pl.Float64})
 
 
 def _cell(v) -> str:
@@ -156,16 +188,32 @@ def base2new_report(summary: dict) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=schema)
 
 
-def domain_shift_report(summary: dict, runs: list[dict]) -> pl.DataFrame:
+def transfer_report(summary: dict, runs: list[dict], protocol: str = "domain_shift") -> pl.DataFrame:
     """One row per (source, method) with its seed count, one column per target (mean, then `<target>_std`):
     the source's own accuracy first, then the targets in name order."""
-    seeds = Counter((r["dataset"], r["method"]) for r in runs if r["protocol"] == "domain_shift")
+    seeds = Counter((r["dataset"], r["method"]) for r in runs if r["protocol"] == protocol)
     rows = [{"source": source, "method": method, "seeds": seeds[(source, method)], **accs}
-            for source, methods in sorted(summary["domain_shift"].items()) for method, accs in sorted(methods.items())]
+            for source, methods in sorted(summary[protocol].items()) for method, accs in sorted(methods.items())]
     targets = sorted({k for r in rows for k in r if k not in ("source", "method", "seeds") and not k.endswith("_std")},
-                     key=lambda t: (t not in summary["domain_shift"], t))
+                     key=lambda t: (t not in summary[protocol], t))
     columns = ["source", "method", "seeds"] + [k for t in targets for k in (t, f"{t}_std")]
     schema = {c: pl.String if c in ("source", "method") else pl.Int64 if c == "seeds" else pl.Float64
+              for c in columns}
+    return pl.DataFrame([{c: r.get(c) for c in columns} for r in rows], schema=schema)
+
+
+def few_shot_report(summary: dict, runs: list[dict]) -> pl.DataFrame:
+    """One row per (dataset, method) with its seed count, one column per shot count K (mean, then `K_std`)."""
+    seeds = {(r["dataset"], r["method"]): set() for r in runs if r["protocol"] == "few_shot"}
+    for r in runs:
+        if r["protocol"] == "few_shot":
+            seeds[(r["dataset"], r["method"])].add(r["seed"])
+    shots = sorted({int(k) for methods in summary["few_shot"].values() for accs in methods.values()
+                    for k in accs if not k.endswith("_std")})
+    columns = ["dataset", "method", "seeds"] + [c for k in shots for c in (str(k), f"{k}_std")]
+    rows = [{"dataset": d, "method": m, "seeds": len(seeds[(d, m)]), **accs}
+            for d, methods in sorted(summary["few_shot"].items()) for m, accs in sorted(methods.items())]
+    schema = {c: pl.String if c in ("dataset", "method") else pl.Int64 if c == "seeds" else pl.Float64
               for c in columns}
     return pl.DataFrame([{c: r.get(c) for c in columns} for r in rows], schema=schema)
 
@@ -194,26 +242,55 @@ def base2new_markdown(df: pl.DataFrame, level: str = "##") -> str:
     return "\n".join(parts)
 
 
-def domain_shift_markdown(df: pl.DataFrame, level: str = "##") -> str:
+def transfer_markdown(df: pl.DataFrame, level: str = "##") -> str:
     """A table per source: methods as rows, one column per target."""
     parts = []
     for (source,), part in df.group_by("source", maintain_order=True):
-        table = with_pm(part.drop("source")).drop(c for c in part.columns if part[c].null_count() == len(part))
+        empty = [c for c in part.columns if part[c].null_count() == len(part)]  # targets no method here scored
+        table = with_pm(part.drop("source", *empty))
         table = table.rename({source: f"{source} (source)"} if source in table.columns else {})
         parts.append(f"{level} Trained on {source}\n\n{markdown_table(table)}")
     return "\n".join(parts)
 
 
-def write_tables(summary: dict, b2n: pl.DataFrame, shift: pl.DataFrame, tables: str | Path, plots: str | Path):
+def few_shot_markdown(df: pl.DataFrame, level: str = "##") -> str:
+    """A table per dataset: methods as rows, one column per shot count."""
+    parts = []
+    for (dataset,), part in df.group_by("dataset", maintain_order=True):
+        table = with_pm(part.drop("dataset"))
+        table = table.rename({c: f"{c} shot{'s' * (c != '1')}" for c in table.columns if c.isdigit()})
+        parts.append(f"{level} {dataset}\n\n{markdown_table(table)}")
+    return "\n".join(parts)
+
+
+PROTOCOL_TITLES = {"base2new": "Base-to-new", "domain_shift": "Domain shift", "cross_dataset": "Cross-dataset transfer",
+                   "few_shot": "Few-shot, all classes (accuracy by shots per class)"}
+
+
+def report_frames(summary: dict, runs: list[dict]) -> dict[str, pl.DataFrame]:
+    """The per-protocol report tables (methods as rows, mean and std over seeds)."""
+    return {"base2new": base2new_report(summary), "domain_shift": transfer_report(summary, runs, "domain_shift"),
+            "cross_dataset": transfer_report(summary, runs, "cross_dataset"),
+            "few_shot": few_shot_report(summary, runs)}
+
+
+def protocol_markdown(protocol: str, df: pl.DataFrame, level: str = "##") -> str:
+    render = {"base2new": base2new_markdown, "few_shot": few_shot_markdown}.get(protocol, transfer_markdown)
+    return render(df, level)
+
+
+def write_tables(summary: dict, frames: dict[str, pl.DataFrame], tables: str | Path, plots: str | Path):
     """<tables>/<protocol>.{md,csv} (methods as rows, mean and std over seeds) and <plots>/<protocol>.csv (one
     number per row, the data of dvc.yaml's `plots`)."""
     tables, plots = Path(tables), Path(plots)
-    outputs = [(tables / "base2new.md", f"# Base-to-new (%, mean ± std over seeds)\n\n{base2new_markdown(b2n)}"),
-               (tables / "domain_shift.md", f"# Domain shift (%, mean ± std over seeds)\n\n"
-                                            f"{domain_shift_markdown(shift)}"),
-               (tables / "base2new.csv", b2n), (tables / "domain_shift.csv", shift),
-               (plots / "base2new.csv", base2new_table(summary)),
-               (plots / "domain_shift.csv", domain_shift_table(summary))]
+    outputs = [(plots / "base2new.csv", base2new_table(summary)),
+               (plots / "domain_shift.csv", transfer_table(summary, "domain_shift")),
+               (plots / "cross_dataset.csv", transfer_table(summary, "cross_dataset")),
+               (plots / "few_shot.csv", few_shot_table(summary))]
+    for protocol, df in frames.items():
+        body = protocol_markdown(protocol, df) or "No runs.\n"
+        outputs += [(tables / f"{protocol}.md", f"# {PROTOCOL_TITLES[protocol]} (%, mean ± std over seeds)\n\n{body}"),
+                    (tables / f"{protocol}.csv", df)]
     for path, content in outputs:
         with atomic_file(path) as tmp:
             tmp.write_text(content) if isinstance(content, str) else content.write_csv(tmp)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter
 from pathlib import Path
 
 import matplotlib.style
@@ -18,8 +19,8 @@ import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from promptlab.report import (base2new_markdown, base2new_reference, domain_shift_markdown, domain_shift_reference,
-                              is_paper_protocol, markdown_table)
+from promptlab.report import (PROTOCOL_TITLES, base2new_reference, domain_shift_reference, is_paper_protocol,
+                              markdown_table, protocol_markdown)
 
 DPI = 100
 BAR_SIZE = (9.0, 3.6)  # inches: 900 x 360 px
@@ -66,12 +67,30 @@ def plot_base2new(b2n: pl.DataFrame, path: Path) -> None:
     grouped_bars(avg["method"].to_list(), series, "Base-to-new, average over datasets (± std over seeds)", path)
 
 
-def plot_domain_shift(shift: pl.DataFrame, source: str, path: Path) -> None:
-    """Per method, accuracy on the source and on each target."""
+def plot_transfer(shift: pl.DataFrame, source: str, title: str, path: Path) -> None:
+    """Per method, accuracy on the source and on each target (domain shift, cross-dataset)."""
     rows = shift.filter(pl.col("source") == source)
     targets = [c for c in rows.columns[3:] if not c.endswith("_std") and rows[c].null_count() < len(rows)]
     series = {t: (rows[t].to_list(), rows[f"{t}_std"].to_list()) for t in targets}
-    grouped_bars(rows["method"].to_list(), series, f"Domain shift, trained on {source} (± std over seeds)", path)
+    grouped_bars(rows["method"].to_list(), series, f"{title}, trained on {source} (± std over seeds)", path)
+
+
+def plot_few_shot(few: pl.DataFrame, dataset: str, colours: dict[str, str], path: Path) -> None:
+    """Accuracy against shots per class (log2 axis), one line per method, ±std error bars."""
+    rows = few.filter(pl.col("dataset") == dataset)
+    shots = [int(c) for c in rows.columns if c.isdigit()]
+    with matplotlib.style.context(STYLE):
+        fig = Figure(figsize=BAR_SIZE, dpi=DPI, layout="constrained")
+        ax = fig.add_subplot()
+        for row in rows.iter_rows(named=True):
+            ax.errorbar(shots, [row[str(k)] for k in shots], yerr=[row[f"{k}_std"] for k in shots], capsize=2,
+                        marker="o", ms=3, lw=1.2, label=row["method"], color=colours[row["method"]])
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(shots, [str(k) for k in shots])
+        ax.set(xlabel="shots per class", ylabel="accuracy (%)",
+               title=f"Few-shot on {dataset}, all classes (± std over seeds)")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        _save(fig, path)
 
 
 def load_curves(curves_dir: str | Path) -> pl.DataFrame:
@@ -108,17 +127,24 @@ def plot_curves(mean: pl.DataFrame, colours: dict[str, str], title: str, path: P
         _save(fig, path)
 
 
-def write_figures(b2n: pl.DataFrame, shift: pl.DataFrame, curves: pl.DataFrame, out: str | Path) -> list[tuple]:
+def write_figures(frames: dict[str, pl.DataFrame], curves: pl.DataFrame, out: str | Path) -> list[tuple]:
     """All figures into `out`; returns (section, title, file name, note) per figure, in page order."""
     out, made = Path(out), []
     out.mkdir(parents=True, exist_ok=True)
-    if b2n.height:
-        plot_base2new(b2n, out / "base2new.png")
+    if frames["base2new"].height:
+        plot_base2new(frames["base2new"], out / "base2new.png")
         made.append(("base2new", "Base-to-new, average over datasets", "base2new.png", ""))
-    for source in shift["source"].unique(maintain_order=True):
-        plot_domain_shift(shift, source, out / f"domain_shift_{source}.png")
-        made.append(("domain_shift", f"Domain shift from {source}", f"domain_shift_{source}.png", ""))
-    mean, colours = mean_curves(curves), _colours(curves["method"].unique().to_list())
+    for protocol in ("domain_shift", "cross_dataset"):
+        title = PROTOCOL_TITLES[protocol]
+        for source in frames[protocol]["source"].unique(maintain_order=True):
+            plot_transfer(frames[protocol], source, title, out / f"{protocol}_{source}.png")
+            made.append((protocol, f"{title} from {source}", f"{protocol}_{source}.png", ""))
+    methods = sorted({*curves["method"].unique().to_list(), *frames["few_shot"]["method"].to_list()})
+    colours = _colours(methods)
+    for dataset in frames["few_shot"]["dataset"].unique(maintain_order=True):
+        plot_few_shot(frames["few_shot"], dataset, colours, out / f"few_shot_{dataset}.png")
+        made.append(("few_shot", f"Few-shot on {dataset}", f"few_shot_{dataset}.png", ""))
+    mean = mean_curves(curves)
     for (protocol, dataset), part in mean.group_by("protocol", "dataset", maintain_order=True):
         name, title = f"curves_{protocol}_{dataset}.png", f"Training curves: {protocol}, {dataset} (mean over seeds)"
         plot_curves(part, colours, title, out / name)
@@ -150,19 +176,26 @@ def reference_section(summary: dict, refs: dict) -> str:
 
 def _setting(runs: list[dict], params: dict) -> str:
     """One paragraph: the run count and the model and data params that produced them."""
-    count = {p: sum(r["protocol"] == p for r in runs) for p in ("base2new", "domain_shift")}
-    model, data, shift = params["model"], params["data"], params["eval"]["domain_shift"]
+    count = Counter(r["protocol"] for r in runs)
+    model, data, ev = params["model"], params["data"], params["eval"]
     methods, seeds = sorted({r["method"] for r in runs}), sorted({r["seed"] for r in runs})
-    return (f"**{len(runs)} runs** ({count['base2new']} base-to-new, {count['domain_shift']} domain shift) of "
-            f"{len(methods)} methods ({', '.join(methods)}), seeds {', '.join(map(str, seeds))}. "
-            f"Model `{model['name']}`, weights `{model['pretrained']}`; {data['shots']} shots; base-to-new on "
-            f"{', '.join(data['datasets'])}; domain shift from {shift['source']} to {', '.join(shift['targets'])}.\n")
+    ran = ", ".join(f"{count[p]} {PROTOCOL_TITLES[p].split(',')[0].lower()}" for p in PROTOCOL_TITLES if count[p])
+    where = {"base2new": f"base-to-new on {', '.join(data['datasets'])}",
+             "domain_shift": f"domain shift from {ev['domain_shift']['source']} to "
+                             f"{', '.join(ev['domain_shift']['targets'])}",
+             "cross_dataset": f"cross-dataset from {ev['cross_dataset']['source']} to "
+                              f"{', '.join(ev['cross_dataset']['targets'])}",
+             "few_shot": f"few-shot curves ({', '.join(map(str, ev['few_shot']['shots']))} shots) on "
+                         f"{', '.join(ev['few_shot']['datasets'])}"}
+    return (f"**{len(runs)} runs** ({ran}) of {len(methods)} methods ({', '.join(methods)}), seeds "
+            f"{', '.join(map(str, seeds))}. Model `{model['name']}`, weights `{model['pretrained']}`; "
+            f"{data['shots']} shots; " + "; ".join(where[p] for p in PROTOCOL_TITLES if count[p]) + ".\n")
 
 
-def results_page(summary: dict, b2n: pl.DataFrame, shift: pl.DataFrame, runs: list[dict], params: dict,
+def results_page(summary: dict, frames: dict[str, pl.DataFrame], runs: list[dict], params: dict,
                  figures: list[tuple[str, str, Path, str]], page: str | Path, refs: dict) -> str:
-    """The results page: runs and params, the tables, the figures (links relative to the page), and, under the
-    paper protocol only, the published numbers beside ours."""
+    """The results page: runs and params, the tables and figures of each protocol (links relative to the page),
+    training curves, and, under the paper protocol only, the published numbers beside ours."""
     link = lambda p: Path(os.path.relpath(p, Path(page).parent)).as_posix()  # noqa: E731
     figs = lambda section: "".join(f"![{t}]({link(p)})\n\n" + (n and f"{n}\n\n")  # noqa: E731
                                    for s, t, p, n in figures if s == section)
@@ -170,14 +203,18 @@ def results_page(summary: dict, b2n: pl.DataFrame, shift: pl.DataFrame, runs: li
     paper = is_paper_protocol(model["name"], model["pretrained"], data["datasets"], data["shots"], refs)
     p = refs["protocol"]
     blocks = [k for k in ("model", "data", "features", "eval", *sorted({r["method"] for r in runs})) if k in params]
+    sections = [f"## {title}\n\n" + figs(protocol) + (protocol_markdown(protocol, frames[protocol], "###")
+                                                     or f"No {title.split(',')[0].lower()} runs.\n")
+                for protocol, title in PROTOCOL_TITLES.items()]
     return "\n".join([
         "# Results\n", "<!-- generated by stages/report.py from the per-run metrics: change the code, not this -->\n",
         _setting(runs, params),
         "Accuracies in %, mean ± sample std over seeds. HM is the harmonic mean of the seed-averaged base and new "
         "(its ± is the std of the per-seed HMs); the average is the HM of the dataset-averaged base and new. "
-        "— : a closed-vocabulary method (linear probe) cannot score classes it was not trained on.\n",
-        "## Base-to-new\n", figs("base2new") + (base2new_markdown(b2n, "###") or "No base-to-new runs.\n"),
-        "## Domain shift\n", figs("domain_shift") + (domain_shift_markdown(shift, "###") or "No domain-shift runs.\n"),
+        "— : a closed-vocabulary method (linear probe) cannot score classes it was not trained on. Domain shift, "
+        "cross-dataset and the full-shot few-shot point evaluate one training per seed (all classes of the "
+        "source).\n",
+        *sections,
         "## Training curves\n", figs("curves")[:-1] or "No training curves.\n",
         "## Published numbers\n",
         reference_section(summary, refs) if paper else

@@ -7,8 +7,8 @@ from pathlib import Path
 from promptlab.cli import run
 from promptlab.config import load_params
 from promptlab.io import atomic_dir, atomic_file, write_json
-from promptlab.report import (base2new_report, domain_shift_report, load_references, load_runs, markdown_table,
-                              summarize, with_pm, write_tables)
+from promptlab.report import (load_references, load_runs, markdown_table, report_frames, summarize, with_pm,
+                              write_tables)
 from promptlab.report_figures import load_curves, results_page, write_figures
 
 
@@ -26,14 +26,15 @@ def main() -> None:
     runs = load_runs(args.runs)
     summary = summarize(runs)
     write_json(args.summary, summary)
-    b2n, shift = base2new_report(summary), domain_shift_report(summary, runs)
-    write_tables(summary, b2n, shift, args.tables, args.plots)
+    frames = report_frames(summary, runs)
+    write_tables(summary, frames, args.tables, args.plots)
     with atomic_dir(args.figures) as tmp:
-        figures = write_figures(b2n, shift, load_curves(args.curves), tmp)
+        figures = write_figures(frames, load_curves(args.curves), tmp)
     figures = [(section, title, Path(args.figures) / name, note) for section, title, name, note in figures]
-    page = results_page(summary, b2n, shift, runs, params.model_dump(), figures, args.page, load_references())
+    page = results_page(summary, frames, runs, params.model_dump(), figures, args.page, load_references())
     with atomic_file(args.page) as tmp:
         tmp.write_text(page)
+    b2n = frames["base2new"]
     print(markdown_table(with_pm(b2n.filter(b2n["dataset"] == "average").drop("dataset"))))
 
 

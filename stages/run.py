@@ -1,11 +1,14 @@
-"""Stage `run@<method>`: every run of one method. For each base-to-new dataset and each seed, and for each
-seed on the domain-shift source: train on the seed's few-shot draw from cached features, save the learned
-prompt, log per-epoch curves (DVCLive), evaluate (base and new test classes, or the source and every target).
+"""Stage `run@<method>`: every run of one method that params ask for (protocols.plan_runs): base-to-new per
+dataset and seed, domain shift and cross-dataset transfer from their source per seed, few-shot curves per
+dataset, shot count and seed. Each run trains on its few-shot draw from cached features, saves the learned
+prompt, logs per-epoch curves (DVCLive) and is evaluated; a run whose training equals an earlier run's (the
+all-class source training shared by domain shift, cross-dataset and the full-shot few-shot point) reuses it.
 
 One stage per method keeps `dvc exp run -S coop.lr=…` re-running only that method, and pays the ~10 s of
-`import torch, open_clip` once per method instead of once per (dataset, seed)."""
+`import torch, open_clip` once per method instead of once per run."""
 
 import argparse
+import shutil
 from pathlib import Path
 
 from promptlab.cli import run
@@ -14,7 +17,7 @@ from promptlab.config import load_params
 from promptlab.io import atomic_dir, write_json
 from promptlab.methods import REGISTRY
 from promptlab.methods.base import FrozenCLIP
-from promptlab.protocols import train_and_evaluate
+from promptlab.protocols import evaluate_run, plan_runs, run_config, run_record, train_run
 
 
 def main() -> None:
@@ -25,29 +28,30 @@ def main() -> None:
     ap.add_argument("--curves", required=True, help="directory for per-run DVCLive curves")
     args = ap.parse_args()
     p = load_params()
-    cfg = getattr(p, args.method)
     clip = FrozenCLIP(load_clip(p.model.name, p.model.pretrained, p.model.device))
-    shift = p.eval.domain_shift
-    runs = [("base2new", d, s) for d in p.data.datasets for s in p.data.seeds]
-    runs += [("domain_shift", shift.source, s) for s in p.data.seeds]
 
     from dvclive import Live
 
+    trained: dict[str, Path] = {}  # training key -> the run folder (relative) that holds that training
     with atomic_dir(args.out) as out, atomic_dir(args.metrics) as metrics, atomic_dir(args.curves) as curves:
-        for protocol, dataset, seed in runs:
-            where = Path(protocol) / dataset / f"seed{seed}"
-            with Live(dir=str(curves / where), save_dvc_exp=False, dvcyaml=None, report=None) as live:
-                def log(epoch: int, record: dict) -> None:
-                    for k in ("loss", "acc", "lr"):
-                        live.log_metric(f"train/{k}", record[k])
-                    live.next_step()
+        for r in plan_runs(p, args.method):
+            cfg = run_config(r, getattr(p, args.method), p.eval.few_shot.epochs)
+            key = r.training_key(cfg)
+            if key in trained:
+                shutil.copytree(out / trained[key], out / r.where)
+            else:
+                with Live(dir=str(curves / r.where), save_dvc_exp=False, dvcyaml=None, report=None) as live:
+                    def log(epoch: int, record: dict) -> None:
+                        for k in ("loss", "acc", "lr"):
+                            live.log_metric(f"train/{k}", record[k])
+                        live.next_step()
 
-                result = train_and_evaluate(protocol, dataset, args.method, cfg, clip, seed, out / where,
-                                            shift.targets, log)
-            write_json(metrics / f"{where}.json", result)
-            print(f"{protocol} {dataset} {args.method} seed {seed}: "
-                  + ", ".join(f"{k} {v['acc']:.2f}" for k, v in (result.get("targets") or result).items()
-                              if isinstance(v, dict)))
+                    train_run(r, args.method, cfg, clip, out / r.where, log)
+                trained[key] = r.where
+            result = evaluate_run(r, out / r.where, clip)
+            write_json(metrics / f"{r.where}.json", run_record(r, args.method, trained[key], result))
+            accs = result.get("targets") or result
+            print(f"{r.where} {args.method}: " + ", ".join(f"{k} {v['acc']:.2f}" for k, v in accs.items() if v))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Stage `shard@<dataset>`: a dataset's few-shot draws + test split -> WebDataset tars + manifest, validated."""
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from promptlab.cli import run
@@ -16,9 +17,10 @@ def main() -> None:
     ap.add_argument("--dataset", required=True, choices=sorted(DATASETS))
     ap.add_argument("--out", required=True)
     ap.add_argument("--report", required=True, help="validation report (JSON)")
+    ap.add_argument("--test-only", action="store_true", help="shard the test split only (an evaluation target)")
     args = ap.parse_args()
     p = load_params()
-    spec = DATASETS[args.dataset]
+    spec = dataclasses.replace(DATASETS[args.dataset], test_only=DATASETS[args.dataset].test_only or args.test_only)
     with atomic_dir(args.out) as tmp:
         manifest = write_shards(spec, p.data.root, tmp, shots=p.data.shots, seeds=p.data.seeds,
                                 maxcount=p.data.shard_maxcount)

@@ -48,7 +48,8 @@ def test_none_is_the_same_as_empty():
 
 
 def test_given_values_override_defaults_and_the_rest_stay_default():
-    p = validate_params({"data": {"shots": 4, "seeds": [7]}, "coop": {"n_ctx": 8}})
+    p = validate_params({"data": {"shots": 4, "seeds": [7]}, "coop": {"n_ctx": 8},
+                         "eval": {"few_shot": {"shots": [1, 2, 4]}}})
     assert (p.data.shots, p.data.seeds, p.coop.n_ctx) == (4, [7], 8)
     assert p.data.datasets == ["synthetic"] and p.coop.ctx_init == "a photo of a"
 
@@ -97,7 +98,7 @@ def test_unknown_dataset_in_data_datasets():
 
 def test_unknown_domain_shift_target():
     msg = _error({"eval": {"domain_shift": {"targets": ["nope"]}}})
-    assert msg.startswith("params.yaml: eval.domain_shift.targets: unknown dataset 'nope'")
+    assert msg.startswith("params.yaml: eval.domain_shift.targets.0: unknown dataset 'nope'")
 
 
 def test_domain_shift_target_overlapping_data_datasets():
@@ -110,7 +111,37 @@ def test_domain_shift_target_overlapping_data_datasets():
 def test_domain_shift_target_equal_to_the_source():
     msg = _error({"data": {"datasets": ["caltech101"]},
                   "eval": {"domain_shift": {"source": "caltech101", "targets": ["caltech101"]}}})
-    assert "eval.domain_shift.targets" in msg and "['caltech101']" in msg
+    assert "eval.domain_shift.targets must not repeat the source 'caltech101'" in msg
+
+
+def test_eval_datasets_must_not_repeat_trained_datasets():
+    msg = _error({"data": {"datasets": ["synthetic", "caltech101"], "eval_datasets": ["caltech101"]}})
+    assert "data.eval_datasets must not repeat data.datasets: ['caltech101']" in msg
+
+
+def test_targets_must_be_sharded():
+    msg = _error({"data": {"eval_datasets": ["synthetic_noise", "synthetic_shapes"]}})
+    assert "eval.domain_shift.targets ['synthetic_sketch'] must be listed in data.eval_datasets" in msg
+    msg = _error({"eval": {"cross_dataset": {"targets": ["dtd"]}}})
+    assert "eval.cross_dataset.targets ['dtd'] must be listed in data.eval_datasets or data.datasets" in msg
+    # a cross-dataset target may be a trained dataset (CoCoOp: ImageNet -> the other base-to-new datasets)
+    p = validate_params({"data": {"datasets": ["synthetic", "dtd"]}, "eval": {"cross_dataset": {"targets": ["dtd"]}}})
+    assert p.eval.cross_dataset.targets == ["dtd"]
+    # a protocol that does not run is not checked
+    p = validate_params({"eval": {"protocols": ["base2new"], "cross_dataset": {"targets": ["dtd"]}}})
+    assert p.eval.protocols == ["base2new"]
+
+
+def test_few_shot_settings():
+    assert "eval.few_shot.shots [1, 2, 4, 8, 16] go above data.shots=8" in _error({"data": {"shots": 8}})
+    assert "must be increasing positive shot counts" in _error({"eval": {"few_shot": {"shots": [4, 2]}}})
+    assert "must be increasing positive shot counts" in _error({"eval": {"few_shot": {"shots": [0, 2]}}})
+    assert "one value per shot count [1, 2]" in _error({"eval": {"few_shot": {"shots": [1, 2], "epochs": {1: 5}}}})
+    assert "eval.few_shot.datasets ['dtd'] must be in data.datasets" in _error({"eval": {"few_shot": {"datasets": ["dtd"]}}})
+    assert "unknown methods ['nope']" in _error({"eval": {"few_shot": {"methods": ["nope"]}}})
+    assert "eval.protocols.0" in _error({"eval": {"protocols": ["zero_shot"]}})
+    p = validate_params({"eval": {"few_shot": {"shots": [1, 16], "epochs": {1: 50, 16: 200}}}})
+    assert p.eval.few_shot.epochs == {1: 50, 16: 200}
 
 
 def test_domain_shift_source_must_be_a_trained_dataset():
@@ -142,7 +173,7 @@ def test_params_are_frozen():
 
 def test_load_params_reads_a_file(tmp_path):
     f = tmp_path / "params.yaml"
-    f.write_text("data:\n  shots: 2\n  seeds: [5, 6]\ncoop:\n  n_ctx: 2\n")
+    f.write_text("data:\n  shots: 2\n  seeds: [5, 6]\ncoop:\n  n_ctx: 2\neval:\n  protocols: [base2new]\n")
     p = load_params(f)
     assert (p.data.shots, p.data.seeds, p.coop.n_ctx) == (2, [5, 6], 2)
 

@@ -23,6 +23,7 @@ MICRO = {
     "features": {"batch_size": 64, "train_views": 2},
     **{m: {"epochs": 2, "batch_size": 8} for m in ("coop", "kgcoop", "prograd", "dualview", "pbprompt", "aape")},
     "cocoop": {"epochs": 1, "batch_size": 8},
+    "eval": {"few_shot": {"shots": [1, 2]}},
 }
 
 
@@ -77,6 +78,13 @@ def test_dvc_repro_end_to_end_then_noop(tmp_path):
     for method in methods:
         shift = summary["domain_shift"]["synthetic"][method]
         assert {"synthetic", "synthetic_sketch", "synthetic_noise"} <= set(shift)
+        cross = summary["cross_dataset"]["synthetic"][method]
+        assert cross["synthetic"] == shift["synthetic"]  # one all-class training, evaluated for both
+        assert (cross["synthetic_shapes"] is None) == (method == "linear_probe")  # closed vocabulary: foreign classes
+    few = summary["few_shot"]["synthetic"]
+    assert set(few) == {"zeroshot", "coop", "linear_probe"}  # eval.few_shot.methods
+    assert few["coop"]["2"] == summary["domain_shift"]["synthetic"]["coop"]["synthetic"]  # the full draw: shared
+    assert few["zeroshot"]["1"] == few["zeroshot"]["2"]  # nothing trained: shots do not matter
 
     manifest = (repo / "data/shards/synthetic/manifest.csv").read_text().splitlines()
     assert manifest[0] == "key,split,label,classname,path,sha256,shard"

@@ -12,9 +12,10 @@ import pytest
 
 from promptlab.io import write_json
 from promptlab.report import (base2new_markdown, base2new_reference, base2new_report, base2new_table,
-                              domain_shift_markdown, domain_shift_reference, domain_shift_report, domain_shift_table,
-                              is_paper_protocol, load_references, load_runs, markdown_table, summarize,
-                              summarize_base2new, with_pm, write_tables)
+                              domain_shift_reference, few_shot_markdown, few_shot_report, few_shot_table,
+                              is_paper_protocol, load_references, load_runs, markdown_table, report_frames, summarize,
+                              summarize_base2new, transfer_markdown, transfer_report, transfer_table, with_pm,
+                              write_tables)
 
 
 def _acc(correct: int, total: int) -> dict:
@@ -26,9 +27,14 @@ def _b2n(dataset, method, seed, base, new) -> dict:
             "base": _acc(*base), "new": _acc(*new)}
 
 
-def _ds(source, method, seed, targets: dict) -> dict:
-    return {"protocol": "domain_shift", "dataset": source, "method": method, "seed": seed,
-            "targets": {t: _acc(*c) for t, c in targets.items()}}
+def _ds(source, method, seed, targets: dict, protocol: str = "domain_shift") -> dict:
+    return {"protocol": protocol, "dataset": source, "method": method, "seed": seed,
+            "targets": {t: None if c is None else _acc(*c) for t, c in targets.items()}}
+
+
+def _fs(dataset, method, seed, shots, correct, total=100) -> dict:
+    return {"protocol": "few_shot", "dataset": dataset, "method": method, "seed": seed, "shots": shots,
+            "test": _acc(correct, total)}
 
 
 # Hand-built runs. coop on synthetic: base 90, 80 (of 200) -> 85; new 10, 20 (of 50) -> 15; HM 2*85*15/100 = 25.5
@@ -50,6 +56,13 @@ RUNS = [
     _ds("synthetic", "coop", 2, {"synthetic_sketch": (35, 50), "synthetic_noise": (15, 50)}),
     _ds("synthetic", "zeroshot", 1, {"synthetic_sketch": (30, 50), "synthetic_noise": (20, 50)}),
     _ds("synthetic", "zeroshot", 2, {"synthetic_sketch": (30, 50), "synthetic_noise": (20, 50)}),
+    # cross-dataset from synthetic: its own 45/50 = 90, 40/50 = 80 -> 85; shapes 30/60 = 50, 36/60 = 60 -> 55
+    _ds("synthetic", "coop", 1, {"synthetic": (45, 50), "synthetic_shapes": (30, 60)}, "cross_dataset"),
+    _ds("synthetic", "coop", 2, {"synthetic": (40, 50), "synthetic_shapes": (36, 60)}, "cross_dataset"),
+    # few-shot on synthetic: coop 1 shot 20, 30 -> 25; 2 shots 40, 50 -> 45; zeroshot 35 at both (std 0)
+    _fs("synthetic", "coop", 1, 1, 20), _fs("synthetic", "coop", 2, 1, 30),
+    _fs("synthetic", "coop", 1, 2, 40), _fs("synthetic", "coop", 2, 2, 50),
+    *[_fs("synthetic", "zeroshot", seed, k, 35) for seed in (1, 2) for k in (1, 2)],
 ]
 
 
@@ -63,7 +76,7 @@ def summary() -> dict:
 
 
 def test_summary_shape(summary):
-    assert set(summary) == {"base2new", "domain_shift"}
+    assert set(summary) == {"base2new", "domain_shift", "cross_dataset", "few_shot"}
     assert set(summary["base2new"]) == {"synthetic", "caltech101", "average"}
     for ds in ("synthetic", "caltech101", "average"):
         assert set(summary["base2new"][ds]) == {"coop", "zeroshot"}
@@ -134,7 +147,7 @@ def test_single_seed_has_zero_std():
 
 
 def test_no_runs_give_empty_sections():
-    assert summarize([]) == {"base2new": {}, "domain_shift": {}}
+    assert summarize([]) == {"base2new": {}, "domain_shift": {}, "cross_dataset": {}, "few_shot": {}}
 
 
 def test_domain_shift_summary(summary):
@@ -151,16 +164,50 @@ def test_domain_shift_summary(summary):
 
 
 def test_protocols_do_not_mix():
-    b2n_only = [r for r in RUNS if r["protocol"] == "base2new"]
-    ds_only = [r for r in RUNS if r["protocol"] == "domain_shift"]
     full = summarize(RUNS)
-    assert summarize(b2n_only) == {"base2new": full["base2new"], "domain_shift": {}}
-    assert summarize(ds_only) == {"base2new": {}, "domain_shift": full["domain_shift"]}
+    for protocol in full:
+        alone = summarize([r for r in RUNS if r["protocol"] == protocol])
+        assert alone == {k: full[k] if k == protocol else {} for k in full}
+
+
+def test_cross_dataset_summary_and_closed_vocabulary_nulls(summary):
+    assert summary["cross_dataset"] == {"synthetic": {"coop": {
+        "synthetic": 85.0, "synthetic_std": pytest.approx(statistics.stdev([90.0, 80.0]), abs=1e-4),
+        "synthetic_shapes": 55.0, "synthetic_shapes_std": pytest.approx(statistics.stdev([50.0, 60.0]), abs=1e-4)}}}
+    probe = [_ds("synthetic", "linear_probe", s, {"synthetic": (c, 50), "synthetic_shapes": None}, "cross_dataset")
+             for s, c in ((1, 40), (2, 30))]
+    row = summarize(probe)["cross_dataset"]["synthetic"]["linear_probe"]
+    assert row == {"synthetic": 70.0, "synthetic_std": pytest.approx(14.1421, abs=1e-4),
+                   "synthetic_shapes": None, "synthetic_shapes_std": None}
+    df = transfer_report(summarize(probe), probe, "cross_dataset")
+    assert "| linear_probe | 2 | 70.00 ± 14.14 |" in transfer_markdown(df)  # the null column is dropped
+
+
+def test_few_shot_summary_by_hand(summary):
+    fs = summary["few_shot"]["synthetic"]
+    assert fs["coop"] == {"1": 25.0, "1_std": pytest.approx(7.0711, abs=1e-4),
+                          "2": 45.0, "2_std": pytest.approx(7.0711, abs=1e-4)}
+    assert fs["zeroshot"] == {"1": 35.0, "1_std": 0.0, "2": 35.0, "2_std": 0.0}
+    assert list(fs["coop"]) == ["1", "1_std", "2", "2_std"]  # shots in increasing order (16 after 8, not 1)
+    wide = summarize([_fs("d", "m", 1, k, 10) for k in (16, 2, 8)])["few_shot"]["d"]["m"]
+    assert [k for k in wide if not k.endswith("_std")] == ["2", "8", "16"]
+
+
+def test_few_shot_tables(summary):
+    df = few_shot_report(summary, RUNS)
+    assert df.columns == ["dataset", "method", "seeds", "1", "1_std", "2", "2_std"]
+    assert df.rows()[0] == ("synthetic", "coop", 2, 25.0, pytest.approx(7.0711, abs=1e-4), 45.0,
+                            pytest.approx(7.0711, abs=1e-4))
+    md = few_shot_markdown(df)
+    assert "| method | seeds | 1 shot | 2 shots |" in md and "| coop | 2 | 25.00 ± 7.07 | 45.00 ± 7.07 |" in md
+    long = few_shot_table(summary)
+    assert long.filter(pl.col("method") == "coop").select("shots", "acc").rows() == [(1, 25.0), (2, 45.0)]
 
 
 def test_load_runs_reads_every_json_under_the_dir(tmp_path, summary):
     for r in RUNS:
-        write_json(tmp_path / r["protocol"] / r["dataset"] / r["method"] / f"seed{r['seed']}.json", r)
+        shots = [f"shots{r['shots']}"] if "shots" in r else []
+        write_json(tmp_path.joinpath(r["method"], r["protocol"], r["dataset"], *shots, f"seed{r['seed']}.json"), r)
     runs = load_runs(tmp_path)
     assert len(runs) == len(RUNS)
     assert summarize(runs) == summary
@@ -182,7 +229,7 @@ def test_base2new_table(summary):
 
 
 def test_domain_shift_table(summary):
-    df = domain_shift_table(summary)
+    df = transfer_table(summary, "domain_shift")
     assert df.columns == ["source", "method", "target", "acc"]
     assert sorted(df.rows()) == [
         ("synthetic", "coop", "synthetic_noise", 25.0), ("synthetic", "coop", "synthetic_sketch", 75.0),
@@ -287,18 +334,18 @@ def test_closed_vocabulary_method_shows_dashes_with_std():
 
 def test_domain_shift_report_one_column_per_target(summary):
     runs = RUNS + [_ds("synthetic", "cocoop", 1, {"synthetic": (9, 10), "synthetic_sketch": (1, 2)})]
-    df = domain_shift_report(summarize(runs), runs)
+    df = transfer_report(summarize(runs), runs, "domain_shift")
     assert df.columns == ["source", "method", "seeds", "synthetic", "synthetic_std", "synthetic_noise",
                           "synthetic_noise_std", "synthetic_sketch", "synthetic_sketch_std"]  # the source first
     assert df["method"].to_list() == ["cocoop", "coop", "zeroshot"] and df["seeds"].to_list() == [1, 2, 2]
-    md = domain_shift_markdown(df)
+    md = transfer_markdown(df)
     assert "| method | seeds | synthetic (source) | synthetic_noise | synthetic_sketch |" in md
     assert "| cocoop | 1 | 90.00 ± 0.00 | — | 50.00 ± 0.00 |" in md
     assert "| coop | 2 | — | 25.00 ± 7.07 | 75.00 ± 7.07 |" in md
 
 
 def test_empty_reports():
-    assert base2new_report(summarize([])).height == 0 and domain_shift_report(summarize([]), []).height == 0
+    assert base2new_report(summarize([])).height == 0 and transfer_report(summarize([]), [], "domain_shift").height == 0
 
 
 def test_with_pm_pairs_columns_with_their_std():
@@ -307,13 +354,18 @@ def test_with_pm_pairs_columns_with_their_std():
 
 
 def test_write_tables(tmp_path, summary):
-    b2n, shift = base2new_report(summary), domain_shift_report(summary, RUNS)
-    write_tables(summary, b2n, shift, tmp_path / "tables", tmp_path / "plots")
-    assert pl.read_csv(tmp_path / "tables/base2new.csv").equals(b2n)
-    assert pl.read_csv(tmp_path / "tables/domain_shift.csv").equals(shift)
+    frames = report_frames(summary, RUNS)
+    write_tables(summary, frames, tmp_path / "tables", tmp_path / "plots")
+    for protocol, df in frames.items():
+        assert pl.read_csv(tmp_path / f"tables/{protocol}.csv").equals(df)
+        assert (tmp_path / f"tables/{protocol}.md").read_text().startswith("# ")
     assert pl.read_csv(tmp_path / "plots/base2new.csv").equals(base2new_table(summary))  # dvc plots data
+    assert pl.read_csv(tmp_path / "plots/few_shot.csv").equals(few_shot_table(summary))
+    assert pl.read_csv(tmp_path / "plots/cross_dataset.csv").equals(transfer_table(summary, "cross_dataset"))
     assert "| coop | 2 | 85.00 ± 7.07 |" in (tmp_path / "tables/base2new.md").read_text()
     assert "| zeroshot | 2 | 40.00 ± 0.00 | 60.00 ± 0.00 |" in (tmp_path / "tables/domain_shift.md").read_text()
+    assert "| coop | 2 | 85.00 ± 7.07 | 55.00 ± 7.07 |" in (tmp_path / "tables/cross_dataset.md").read_text()
+    assert "| zeroshot | 2 | 35.00 ± 0.00 | 35.00 ± 0.00 |" in (tmp_path / "tables/few_shot.md").read_text()
 
 
 # --- the paper protocol and the published numbers ---------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from promptlab.io import write_json
-from promptlab.report import base2new_report, domain_shift_report, load_references, summarize
+from promptlab.report import load_references, report_frames, summarize
 from promptlab.report_figures import (BAR_SIZE, CURVE_SIZE, DPI, grouped_bars, load_curves, mean_curves,
                                       plot_curves, results_page, write_figures)
 from test_report import ELEVEN, RUNS
@@ -22,7 +22,9 @@ from test_report import ELEVEN, RUNS
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = {"model": {"name": "promptlab-tiny", "pretrained": "models/tiny_clip/open_clip_model.safetensors"},
           "data": {"datasets": ["synthetic", "caltech101"], "shots": 16, "seeds": [1, 2]},
-          "eval": {"domain_shift": {"source": "synthetic", "targets": ["synthetic_sketch", "synthetic_noise"]}},
+          "eval": {"domain_shift": {"source": "synthetic", "targets": ["synthetic_sketch", "synthetic_noise"]},
+                   "cross_dataset": {"source": "synthetic", "targets": ["synthetic_shapes"]},
+                   "few_shot": {"datasets": ["synthetic"], "shots": [1, 2]}},
           "coop": {"epochs": 10}, "zeroshot": {"template": "dataset"}, "cocoop": {"epochs": 1}}
 
 
@@ -71,6 +73,9 @@ def curves_dir(tmp_path) -> Path:
         _write_tsv(root, "zeroshot", "base2new", "synthetic", seed, "acc", [45.0])
         _write_tsv(root, "coop", "domain_shift", "synthetic", seed, "loss", [1.0, 0.5])
         _write_tsv(root, "coop", "domain_shift", "synthetic", seed, "acc", [50.0, 60.0])
+    few_shot = root / "coop/few_shot/synthetic/shots1/seed1/plots/metrics/train/loss.tsv"  # not drawn as curves
+    few_shot.parent.mkdir(parents=True)
+    few_shot.write_text("step\tloss\n0\t9.0\n1\t8.0\n")
     return root
 
 
@@ -106,32 +111,35 @@ def test_curve_figure_is_a_real_image_and_deterministic(curves_dir, tmp_path):
 @pytest.fixture()
 def figures(curves_dir, tmp_path):
     summary = summarize(RUNS)
-    b2n, shift = base2new_report(summary), domain_shift_report(summary, RUNS)
-    made = write_figures(b2n, shift, load_curves(curves_dir), tmp_path / "metrics/figures")
-    return summary, b2n, shift, made
+    frames = report_frames(summary, RUNS)
+    made = write_figures(frames, load_curves(curves_dir), tmp_path / "metrics/figures")
+    return summary, frames, made
 
 
 def test_write_figures(figures, tmp_path):
     *_, made = figures
     assert [(s, name) for s, _, name, _ in made] == [
         ("base2new", "base2new.png"), ("domain_shift", "domain_shift_synthetic.png"),
+        ("cross_dataset", "cross_dataset_synthetic.png"), ("few_shot", "few_shot_synthetic.png"),
         ("curves", "curves_base2new_synthetic.png"), ("curves", "curves_domain_shift_synthetic.png")]
-    assert made[2][3] == "One logged step only, not drawn: zeroshot." and made[3][3] == ""
+    assert made[4][3] == "One logged step only, not drawn: zeroshot." and made[5][3] == ""
     for *_, name, _ in made:
         _not_blank(_png(tmp_path / "metrics/figures" / name))
+    assert _png(tmp_path / "metrics/figures/few_shot_synthetic.png").shape[1::-1] == _px(BAR_SIZE)
 
 
 def _page(figures, tmp_path, params=PARAMS) -> tuple[str, Path]:
-    summary, b2n, shift, made = figures
+    summary, frames, made = figures
     page = tmp_path / "metrics/report.md"
     made = [(s, t, tmp_path / "metrics/figures" / name, note) for s, t, name, note in made]
-    return results_page(summary, b2n, shift, RUNS, params, made, page, load_references()), page
+    return results_page(summary, frames, RUNS, params, made, page, load_references()), page
 
 
 def test_results_page_links_existing_files(figures, tmp_path):
     text, page = _page(figures, tmp_path)
     links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
     assert links == ["figures/base2new.png", "figures/domain_shift_synthetic.png",
+                     "figures/cross_dataset_synthetic.png", "figures/few_shot_synthetic.png",
                      "figures/curves_base2new_synthetic.png", "figures/curves_domain_shift_synthetic.png"]
     assert all((page.parent / link).is_file() for link in links)
 
@@ -139,7 +147,11 @@ def test_results_page_links_existing_files(figures, tmp_path):
 def test_results_page_content(figures, tmp_path):
     text, _ = _page(figures, tmp_path)
     assert text.startswith("# Results\n")
-    assert "**12 runs** (8 base-to-new, 4 domain shift) of 2 methods (coop, zeroshot), seeds 1, 2." in text
+    assert ("**22 runs** (8 base-to-new, 4 domain shift, 2 cross-dataset transfer, 8 few-shot) of 2 methods "
+            "(coop, zeroshot), seeds 1, 2.") in text
+    assert "cross-dataset from synthetic to synthetic_shapes; few-shot curves (1, 2 shots) on synthetic." in text
+    assert "| coop | 2 | 85.00 ± 7.07 | 55.00 ± 7.07 |" in text  # cross-dataset
+    assert "| coop | 2 | 25.00 ± 7.07 | 45.00 ± 7.07 |" in text  # few-shot
     assert "Model `promptlab-tiny`, weights `models/tiny_clip/open_clip_model.safetensors`; 16 shots" in text
     assert "| coop | 2 | 85.00 ± 7.07 | 15.00 ± 7.07 | 25.50 ± 9.90 |" in text  # the tables
     assert "| coop | 2 | 25.00 ± 7.07 | 75.00 ± 7.07 |" in text
@@ -162,7 +174,8 @@ def test_results_page_compares_with_the_papers_under_the_paper_protocol(figures,
 
 def test_report_stage_end_to_end_is_byte_identical_on_rerun(curves_dir, tmp_path, monkeypatch):
     for r in RUNS:
-        write_json(tmp_path / "runs" / r["method"] / r["protocol"] / r["dataset"] / f"seed{r['seed']}.json", r)
+        shots = [f"shots{r['shots']}"] if "shots" in r else []
+        write_json(tmp_path.joinpath("runs", r["method"], r["protocol"], r["dataset"], *shots, f"seed{r['seed']}.json"), r)
     main = runpy.run_path(str(REPO / "stages/report.py"))["main"]
     monkeypatch.chdir(REPO)  # the stage validates the repository's params.yaml
 

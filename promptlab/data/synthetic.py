@@ -304,6 +304,19 @@ def describe(cls: SyntheticClass) -> list[str]:
     ]
 
 
+def describe_shape(shape: str) -> list[str]:
+    """6 deterministic description sentences of a shape of any colour, each naming the shape."""
+    facts, a = _SHAPE_FACTS[shape], _article(shape)
+    return [
+        f"{a.capitalize()} {shape} is a {facts['kind']}.",
+        f"{a.capitalize()} {shape} has {facts['corners']}.",
+        f"{a.capitalize()} {shape} has {facts['sides']}.",
+        f"The outline of {a} {shape} is {facts['outline']}.",
+        f"{a.capitalize()} {shape} looks like {facts['looks']}.",
+        f"You can recognise {a} {shape} by its {facts['feature']}, whatever its colour.",
+    ]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Writing the world as CoOp-format datasets
 # ---------------------------------------------------------------------------------------------------------------
@@ -321,7 +334,8 @@ def write_world(
     test_per_class: int,
     shifted_domains: Sequence[str],
 ) -> dict:
-    """Write the photo dataset and one test-only dataset per shifted domain under `root` (CoOp layout).
+    """Write the photo dataset, one test-only dataset per shifted domain and the test-only shapes dataset (the
+    cross-dataset target) under `root` (CoOp layout).
 
     Returns {dataset_id: {split: count}}."""
     _check_seed(seed)
@@ -335,6 +349,8 @@ def write_world(
     for domain in dict.fromkeys(shifted_domains):  # de-duplicated, order kept
         folder, split_name = root / f"synthetic-{domain}", f"Synthetic{domain.capitalize()}"
         summary[f"synthetic_{domain}"] = _write_dataset(folder, split_name, domain, test_only, seed, image_size)
+    per_colour = max(1, test_per_class // 4)  # 8 colours: 2 x test_per_class images per shape
+    summary["synthetic_shapes"] = _write_shapes(root / "synthetic-shapes", per_colour, seed, image_size)
     return summary
 
 
@@ -361,6 +377,26 @@ def _write_dataset(
     _write_json(folder / f"split_zhou_{split_name}.json", split, sort_keys=False)  # keep train/val/test order
     _write_json(folder / "descriptions.json", {c.name: describe(c) for c in classes}, sort_keys=True)
     return {split_id: len(entries) for split_id, entries in split.items()}
+
+
+def _write_shapes(folder: Path, per_colour: int, seed: int, size: int) -> dict[str, int]:
+    """The cross-dataset target: a test-only dataset whose classes are the 6 shapes alone ("circle", ...), each
+    drawn `per_colour` times in every colour (photo domain). A different label space from the 48-class world,
+    as a second dataset is for CoOp's cross-dataset protocol; its images are rendered from their own RNG stream
+    (SPLITS has 3 entries, so split index 3 is never a world image)."""
+    entries = []
+    for label, shape in enumerate(SHAPES):
+        (folder / "images" / shape).mkdir(parents=True, exist_ok=True)
+        for ci, colour in enumerate(COLOURS):
+            cls = SyntheticClass(-1, colour, shape)
+            for idx in range(per_colour):
+                relpath = f"{shape}/{colour}_{idx:04d}.png"
+                rng = np.random.default_rng([seed, DOMAINS.index("photo"), len(SPLITS), SHAPES.index(shape), ci, idx])
+                render(cls, "photo", rng, size).save(folder / "images" / relpath, format="PNG")
+                entries.append([relpath, label, shape])
+    _write_json(folder / "split_zhou_SyntheticShapes.json", {"train": [], "val": [], "test": entries}, sort_keys=False)
+    _write_json(folder / "descriptions.json", {shape: describe_shape(shape) for shape in SHAPES}, sort_keys=True)
+    return {"train": 0, "val": 0, "test": len(entries)}
 
 
 def _write_json(path: Path, obj: object, *, sort_keys: bool) -> None:

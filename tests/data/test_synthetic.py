@@ -174,6 +174,7 @@ def test_write_world_summary(tiny_worlds):
         "synthetic": {"train": 96, "val": 48, "test": 96},
         "synthetic_sketch": {"train": 0, "val": 0, "test": 96},
         "synthetic_noise": {"train": 0, "val": 0, "test": 96},
+        "synthetic_shapes": {"train": 0, "val": 0, "test": 6 * 8},  # 6 shapes x 8 colours x 1 (= 2 // 4, min 1)
     }
 
 
@@ -220,9 +221,27 @@ def test_write_world_is_byte_identical_across_runs(tiny_worlds):
         return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
     da, db = digests(a), digests(b)
-    # photo: 48 x (2 + 1 + 2) images; sketch, noise: 48 x 2 each; plus a split file and descriptions per dataset
-    assert len(da) == 48 * 5 + 2 * 48 * 2 + 3 * 2
+    # photo: 48 x (2 + 1 + 2) images; sketch, noise: 48 x 2 each; shapes: 6 x 8; a split file and descriptions each
+    assert len(da) == 48 * 5 + 2 * 48 * 2 + 6 * 8 + 4 * 2
     assert da == db
+
+
+def test_shapes_dataset_is_a_different_label_space(tiny_worlds):
+    root = tiny_worlds[0] / "synthetic-shapes"
+    split = json.loads((root / "split_zhou_SyntheticShapes.json").read_text())
+    assert split["train"] == split["val"] == []
+    assert sorted({(label, name) for _, label, name in split["test"]}) == list(enumerate(SHAPES))
+    for relpath, label, name in split["test"]:
+        assert relpath.startswith(f"{name}/") and (root / "images" / relpath).is_file()
+    colours = sorted({path.split("/")[1].rsplit("_", 1)[0] for path, label, _ in split["test"] if label == 0})
+    assert colours == sorted(COLOURS)  # every colour of each shape
+    descriptions = json.loads((root / "descriptions.json").read_text())
+    assert sorted(descriptions) == sorted(SHAPES)
+    assert all(shape in s for shape, sents in descriptions.items() for s in sents)
+    # its own RNG stream: no shapes image repeats a world test image
+    world = {(tiny_worlds[0] / "synthetic/images" / p).read_bytes()
+             for p, _, _ in json.loads((tiny_worlds[0] / "synthetic/split_zhou_Synthetic.json").read_text())["test"]}
+    assert not world & {(root / "images" / p).read_bytes() for p, _, _ in split["test"]}
 
 
 def test_shifted_domains_share_classes_but_not_pixels(tiny_worlds):
