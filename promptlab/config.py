@@ -60,6 +60,9 @@ class DataParams(StrictModel):
     shots: int = Field(16, ge=1)  # (contract)
     seeds: list[int] = [1, 2, 3]  # (contract)
     shard_maxcount: int = Field(2000, ge=1)
+    # a missing, zero-byte or undecodable image: stop the shard stage naming it (error), or leave it out and
+    # record it in the shards' skipped.csv and the validation report (skip); few-shot draws avoid skipped items
+    bad_images: Literal["error", "skip"] = "error"
 
     @field_validator("datasets")
     @classmethod
