@@ -34,6 +34,7 @@ def test_empty_params_give_the_documented_defaults():
     assert p.data.shots == 16
     assert p.data.seeds == [1, 2, 3]
     assert p.data.shard_maxcount == 2000
+    assert p.data.bad_images == "error"
     assert p.methods == ["zeroshot", "coop"]
     assert p.eval.domain_shift.source == "synthetic"
     assert p.eval.domain_shift.targets == ["synthetic_sketch", "synthetic_noise"]
@@ -81,6 +82,12 @@ def test_out_of_range_value_names_the_key():
     msg = _error({"data": {"shots": 0}})
     assert msg.startswith("params.yaml: data.shots: ")
     assert "(got 0)" in msg
+
+
+def test_bad_images_allows_only_error_or_skip():
+    assert validate_params({"data": {"bad_images": "skip"}}).data.bad_images == "skip"
+    assert _error({"data": {"bad_images": "ignore"}}) == \
+        "params.yaml: data.bad_images: Input should be 'error' or 'skip' (got 'ignore')"
 
 
 def test_unknown_method():

@@ -69,9 +69,11 @@ def check_inside(spec: DatasetSpec, image_dir: Path, path: str, source: Path) ->
 def check_label(spec: DatasetSpec, split: str, path: str, label: int, source: Path) -> None:
     """Labels are 0-based, and below the dataset's class count where CoOp's data fixes one (without one, a label
     past the last class shows up as empty classes in `classnames`)."""
-    if label < 0 or (spec.n_classes is not None and label >= spec.n_classes):
-        allowed = f"0..{spec.n_classes - 1}" if spec.n_classes is not None else "0 or more"
-        raise UserError(f"{spec.id}: {split} entry {path!r} has label {label}, out of range {allowed} in {source}")
+    if label < 0:
+        raise UserError(f"{spec.id}: {split} entry {path!r} has label {label}, labels are 0-based: {source}")
+    if spec.n_classes is not None and label >= spec.n_classes:
+        raise UserError(f"{spec.id}: {split} entry {path!r} has label {label}, out of range for "
+                        f"{spec.n_classes} classes (0..{spec.n_classes - 1}): {source}")
 
 
 def classnames(items: list[Item], dataset: str = "") -> list[str]:
