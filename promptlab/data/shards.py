@@ -104,8 +104,9 @@ def write_shards(spec: DatasetSpec, root: str | Path, out_dir: Path, *, shots: i
     images = ImageFiles(spec, spec.image_dir(root), skip=bad_images == "skip")
     items, draws = select_readable(splits, shots, seeds, spec, images)
     del splits  # the full listing is not needed while writing
-    rows = [row for split, its in items.items() for row in write_split(spec, out_dir, split, its, images, maxcount,
-                                                                       log)]
+    rows = []
+    for split, split_items in items.items():
+        rows += write_split(spec, out_dir, split, split_items, images, maxcount, log)
     manifest = pl.DataFrame(rows, schema=MANIFEST_SCHEMA)
     manifest.write_csv(out_dir / "manifest.csv")
     skipped = images.skipped_table()
@@ -113,10 +114,16 @@ def write_shards(spec: DatasetSpec, root: str | Path, out_dir: Path, *, shots: i
     write_json(out_dir / "fewshot.json", {"shots": None if spec.test_only else shots, "seeds": draws})
     write_json(out_dir / "classnames.json", names)
     if skipped.height:
-        per_split = ", ".join(f"{s} {n}" for s, n in skipped.group_by("split", maintain_order=True).len().rows())
-        log(f"shard {spec.id}: skipped {skipped.height} bad images ({per_split}; data.bad_images: skip), "
-            f"listed in skipped.csv")
+        log(skip_summary(spec.id, skipped))
     return manifest
+
+
+def skip_summary(dataset: str, skipped: pl.DataFrame) -> str:
+    """The one line a skip run prints, e.g. `shard x: skipped 2 bad images (train 1, test 1; …), listed in …`."""
+    per_split = ", ".join(f"{s} {n}" for s, n in skipped.group_by("split", maintain_order=True).len().rows())
+    plural = "s" if skipped.height != 1 else ""
+    return (f"shard {dataset}: skipped {skipped.height} bad image{plural} ({per_split}; data.bad_images: skip), "
+            f"listed in skipped.csv")
 
 
 def check_classes(spec: DatasetSpec, root: str | Path, splits: dict[str, list[Item]]) -> list[str]:

@@ -219,7 +219,7 @@ def test_shard_stage_with_skip_reports_the_skip_and_prints_one_line(tmp_path, fa
                           text=True)
     assert proc.returncode == 0, proc.stderr
     summary = [line for line in proc.stderr.splitlines() if "skipped" in line]
-    assert summary == ["shard synthetic: skipped 1 bad images (test 1; data.bad_images: skip), listed in skipped.csv"]
+    assert summary == ["shard synthetic: skipped 1 bad image (test 1; data.bad_images: skip), listed in skipped.csv"]
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["success"] and report["skipped"]["count"] == 1
     [item] = report["skipped"]["items"]
