@@ -73,6 +73,9 @@ class DataParams(StrictModel):
     shard_maxcount: int = Field(2000, ge=1)
     # Datasets sharded for their test split only: the domain-shift and cross-dataset targets not in `datasets`.
     eval_datasets: list[DatasetId] = ["synthetic_sketch", "synthetic_noise", "synthetic_shapes"]
+    # a missing, zero-byte or undecodable image: stop the shard stage naming it (error), or leave it out and
+    # record it in the shards' skipped.csv and the validation report (skip); few-shot draws avoid skipped items
+    bad_images: Literal["error", "skip"] = "error"
 
     @field_validator("datasets")
     @classmethod
@@ -143,7 +146,8 @@ PROTOCOLS = ("base2new", "domain_shift", "cross_dataset", "few_shot")
 
 
 class EvalParams(StrictModel):
-    protocols: list[Literal[PROTOCOLS]] = list(PROTOCOLS)  # which protocols the run stages run
+    # which protocols the run stages run (params.yaml runs all four; a minimal params file the two core ones)
+    protocols: list[Literal[PROTOCOLS]] = ["base2new", "domain_shift"]
     domain_shift: DomainShiftParams = DomainShiftParams()  # (contract)
     cross_dataset: CrossDatasetParams = CrossDatasetParams()
     few_shot: FewShotParams = FewShotParams()

@@ -7,7 +7,7 @@ from pathlib import Path
 from promptlab.cli import run
 from promptlab.config import load_params
 from promptlab.data.registry import DATASETS
-from promptlab.data.shards import write_shards
+from promptlab.data.shards import read_skipped, write_shards
 from promptlab.io import atomic_dir, read_json
 from promptlab.validate import validate_manifest
 
@@ -23,9 +23,12 @@ def main() -> None:
     spec = dataclasses.replace(DATASETS[args.dataset], test_only=DATASETS[args.dataset].test_only or args.test_only)
     with atomic_dir(args.out) as tmp:
         manifest = write_shards(spec, p.data.root, tmp, shots=p.data.shots, seeds=p.data.seeds,
-                                maxcount=p.data.shard_maxcount)
+                                maxcount=p.data.shard_maxcount, bad_images=p.data.bad_images)
         n_classes = len(read_json(Path(tmp) / "classnames.json"))
-        validate_manifest(manifest, n_classes, name=f"manifest:{args.dataset}", report=args.report)
+        # few-shot needs every class in train as well as test (a skipped image can empty one)
+        validate_manifest(manifest, n_classes, name=f"manifest:{args.dataset}", report=args.report,
+                          classes_in=("test",) if spec.test_only else ("train", "test"),
+                          skipped=read_skipped(tmp).to_dicts())
     print(f"shard {args.dataset}: {manifest.group_by('split').len().sort('split').rows()}")
 
 

@@ -34,6 +34,7 @@ def test_empty_params_give_the_documented_defaults():
     assert p.data.shots == 16
     assert p.data.seeds == [1, 2, 3]
     assert p.data.shard_maxcount == 2000
+    assert p.data.bad_images == "error"
     assert p.methods == ["zeroshot", "coop"]
     assert p.eval.domain_shift.source == "synthetic"
     assert p.eval.domain_shift.targets == ["synthetic_sketch", "synthetic_noise"]
@@ -48,8 +49,7 @@ def test_none_is_the_same_as_empty():
 
 
 def test_given_values_override_defaults_and_the_rest_stay_default():
-    p = validate_params({"data": {"shots": 4, "seeds": [7]}, "coop": {"n_ctx": 8},
-                         "eval": {"few_shot": {"shots": [1, 2, 4]}}})
+    p = validate_params({"data": {"shots": 4, "seeds": [7]}, "coop": {"n_ctx": 8}})
     assert (p.data.shots, p.data.seeds, p.coop.n_ctx) == (4, [7], 8)
     assert p.data.datasets == ["synthetic"] and p.coop.ctx_init == "a photo of a"
 
@@ -82,6 +82,12 @@ def test_out_of_range_value_names_the_key():
     msg = _error({"data": {"shots": 0}})
     assert msg.startswith("params.yaml: data.shots: ")
     assert "(got 0)" in msg
+
+
+def test_bad_images_allows_only_error_or_skip():
+    assert validate_params({"data": {"bad_images": "skip"}}).data.bad_images == "skip"
+    assert _error({"data": {"bad_images": "ignore"}}) == \
+        "params.yaml: data.bad_images: Input should be 'error' or 'skip' (got 'ignore')"
 
 
 def test_unknown_method():
@@ -122,25 +128,27 @@ def test_eval_datasets_must_not_repeat_trained_datasets():
 def test_targets_must_be_sharded():
     msg = _error({"data": {"eval_datasets": ["synthetic_noise", "synthetic_shapes"]}})
     assert "eval.domain_shift.targets ['synthetic_sketch'] must be listed in data.eval_datasets" in msg
-    msg = _error({"eval": {"cross_dataset": {"targets": ["dtd"]}}})
+    cross = {"protocols": ["cross_dataset"], "cross_dataset": {"targets": ["dtd"]}}
+    msg = _error({"eval": cross})
     assert "eval.cross_dataset.targets ['dtd'] must be listed in data.eval_datasets or data.datasets" in msg
     # a cross-dataset target may be a trained dataset (CoCoOp: ImageNet -> the other base-to-new datasets)
-    p = validate_params({"data": {"datasets": ["synthetic", "dtd"]}, "eval": {"cross_dataset": {"targets": ["dtd"]}}})
+    p = validate_params({"data": {"datasets": ["synthetic", "dtd"]}, "eval": cross})
     assert p.eval.cross_dataset.targets == ["dtd"]
-    # a protocol that does not run is not checked
-    p = validate_params({"eval": {"protocols": ["base2new"], "cross_dataset": {"targets": ["dtd"]}}})
-    assert p.eval.protocols == ["base2new"]
+    # a protocol that does not run is not checked (the schema default runs base2new and domain_shift)
+    p = validate_params({"eval": {"cross_dataset": {"targets": ["dtd"]}}})
+    assert p.eval.protocols == ["base2new", "domain_shift"]
 
 
 def test_few_shot_settings():
-    assert "eval.few_shot.shots [1, 2, 4, 8, 16] go above data.shots=8" in _error({"data": {"shots": 8}})
-    assert "must be increasing positive shot counts" in _error({"eval": {"few_shot": {"shots": [4, 2]}}})
-    assert "must be increasing positive shot counts" in _error({"eval": {"few_shot": {"shots": [0, 2]}}})
-    assert "one value per shot count [1, 2]" in _error({"eval": {"few_shot": {"shots": [1, 2], "epochs": {1: 5}}}})
-    assert "eval.few_shot.datasets ['dtd'] must be in data.datasets" in _error({"eval": {"few_shot": {"datasets": ["dtd"]}}})
-    assert "unknown methods ['nope']" in _error({"eval": {"few_shot": {"methods": ["nope"]}}})
+    few = lambda **kw: {"eval": {"protocols": ["few_shot"], "few_shot": kw}}  # noqa: E731
+    assert "eval.few_shot.shots [1, 2, 4, 8, 16] go above data.shots=8" in _error({"data": {"shots": 8}, **few()})
+    assert "must be increasing positive shot counts" in _error(few(shots=[4, 2]))
+    assert "must be increasing positive shot counts" in _error(few(shots=[0, 2]))
+    assert "one value per shot count [1, 2]" in _error(few(shots=[1, 2], epochs={1: 5}))
+    assert "eval.few_shot.datasets ['dtd'] must be in data.datasets" in _error(few(datasets=["dtd"]))
+    assert "unknown methods ['nope']" in _error(few(methods=["nope"]))
     assert "eval.protocols.0" in _error({"eval": {"protocols": ["zero_shot"]}})
-    p = validate_params({"eval": {"few_shot": {"shots": [1, 16], "epochs": {1: 50, 16: 200}}}})
+    p = validate_params(few(shots=[1, 16], epochs={1: 50, 16: 200}))
     assert p.eval.few_shot.epochs == {1: 50, 16: 200}
 
 
@@ -173,7 +181,7 @@ def test_params_are_frozen():
 
 def test_load_params_reads_a_file(tmp_path):
     f = tmp_path / "params.yaml"
-    f.write_text("data:\n  shots: 2\n  seeds: [5, 6]\ncoop:\n  n_ctx: 2\neval:\n  protocols: [base2new]\n")
+    f.write_text("data:\n  shots: 2\n  seeds: [5, 6]\ncoop:\n  n_ctx: 2\n")
     p = load_params(f)
     assert (p.data.shots, p.data.seeds, p.coop.n_ctx) == (2, [5, 6], 2)
 

@@ -13,8 +13,9 @@ from promptlab.protocols import Run, nested_subsample, plan_runs, run_config, tr
 
 
 def test_plan_covers_every_protocol_in_order():
-    p = validate_params({"data": {"seeds": [1, 2]}, "eval": {"few_shot": {"shots": [1, 4, 16],
-                                                                          "methods": ["coop"]}}})
+    every = ["base2new", "domain_shift", "cross_dataset", "few_shot"]
+    p = validate_params({"data": {"seeds": [1, 2]}, "eval": {"protocols": every, "few_shot": {
+        "shots": [1, 4, 16], "methods": ["coop"]}}})
     coop = plan_runs(p, "coop")
     assert [str(r.where) for r in coop] == [
         "base2new/synthetic/seed1", "base2new/synthetic/seed2",
@@ -31,7 +32,8 @@ def test_plan_covers_every_protocol_in_order():
 
 
 def test_all_class_trainings_are_shared_and_nothing_else():
-    p = validate_params({"data": {"seeds": [1]}, "eval": {"few_shot": {"shots": [1, 16]}}})
+    p = validate_params({"data": {"seeds": [1]}, "eval": {"protocols": ["base2new", "domain_shift", "cross_dataset", "few_shot"],
+                                                          "few_shot": {"shots": [1, 16]}}})
     cfg = p.coop
     keys = {str(r.where): r.training_key(run_config(r, cfg, None)) for r in plan_runs(p, "coop")}
     shared = keys["domain_shift/synthetic/seed1"]

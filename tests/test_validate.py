@@ -33,7 +33,7 @@ def test_manifest_failures_are_named_and_reported(tmp_path):
         validate_manifest(bad, 3, name="m", report=tmp_path / "r.json")
     msg = str(info.value)
     assert msg.startswith("validation failed: m: expect_column_values_to_be_between(label) 1 rows e.g. 7")
-    assert "; m: expect_column_values_to_be_between(test_samples) 1 rows e.g. 0" in msg and "r.json" in msg
+    assert "; m: expect_column_values_to_be_between(test_samples) 1 rows e.g. label 2 (report" in msg and "r.json" in msg
     written = json.loads((tmp_path / "r.json").read_text())
     assert not written["success"] and [f["column"] for f in written["failed"]] == ["label", "test_samples"]
 

@@ -18,7 +18,7 @@ import os
 from collections import defaultdict
 from pathlib import Path
 
-from promptlab.data.coop_format import Item, classnames
+from promptlab.data.coop_format import Item, classnames, empty_classes
 from promptlab.data.readers import READERS
 from promptlab.data.registry import DATASETS, REAL_DATASETS, DatasetSpec
 from promptlab.errors import UserError
@@ -75,21 +75,19 @@ def check_dataset(spec: DatasetSpec, root: str | Path) -> dict:
 
 def class_problems(spec: DatasetSpec, splits: dict[str, list[Item]], report: dict) -> list[str]:
     """Sets report["classes"]; returns problems: empty labels or one label with two names, a class count other
-    than CoOp's, classes without test items."""
+    than CoOp's, classes without test items (or without train items, unless the dataset is test-only)."""
     labels = {it.label for v in splits.values() for it in v}
     n = max(labels) + 1 if labels else 0
     report["classes"] = n
-    problems = []
+    problems, names = [], None
     try:
-        classnames([it for v in splits.values() for it in v])
+        names = classnames([it for v in splits.values() for it in v], spec.id)
     except UserError as exc:
         problems.append(str(exc))
     if spec.n_classes is not None and n != spec.n_classes:
         problems.append(f"{n} classes, CoOp's data has {spec.n_classes}")
-    untested = sorted(set(range(n)) - {it.label for it in splits["test"]})
-    if untested:
-        problems.append(f"{len(untested)} classes without test items (labels {untested[:SHOW_FIRST]}"
-                        f"{', …' if len(untested) > SHOW_FIRST else ''})")
+    if names is not None:
+        problems += empty_classes(spec, splits, names)
     return problems
 
 

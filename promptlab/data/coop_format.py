@@ -48,6 +48,7 @@ def read_split(spec: DatasetSpec, root: str | Path) -> dict[str, list[Item]]:
                 raise UserError(f"{spec.id}: split entry is not [path, label, classname]: {entry!r} in "
                                 f"{split_file}") from None
             check_inside(spec, image_dir, path, split_file)
+            check_label(spec, split, path, label, split_file)
             items.append(Item(split, path, label, final_name(spec, classname)))
         out[split] = items
     return out
@@ -65,17 +66,61 @@ def check_inside(spec: DatasetSpec, image_dir: Path, path: str, source: Path) ->
         raise UserError(f"{spec.id}: split entry escapes the dataset folder: {path!r} in {source}")
 
 
-def classnames(items: list[Item]) -> list[str]:
-    """Class names indexed by label; disagreeing names for one label are an error."""
-    names: dict[int, str] = {}
+def check_label(spec: DatasetSpec, split: str, path: str, label: int, source: Path) -> None:
+    """Labels are 0-based, and below the dataset's class count where CoOp's data fixes one (without one, a label
+    past the last class shows up as empty classes in `classnames`)."""
+    if label < 0:
+        raise UserError(f"{spec.id}: {split} entry {path!r} has label {label}, labels are 0-based: {source}")
+    if spec.n_classes is not None and label >= spec.n_classes:
+        raise UserError(f"{spec.id}: {split} entry {path!r} has label {label}, out of range for "
+                        f"{spec.n_classes} classes (0..{spec.n_classes - 1}): {source}")
+
+
+def classnames(items: list[Item], dataset: str = "") -> list[str]:
+    """Class names indexed by label. Labels must run 0..N-1 with one name each: a label with two names, or a
+    gap (empty classes, or a label past the last class), is an error naming the label and an item."""
+    prefix = f"{dataset}: " if dataset else ""
+    first: dict[int, Item] = {}
     for it in items:
-        if names.setdefault(it.label, it.classname) != it.classname:
-            raise UserError(f"label {it.label} has two class names: {names[it.label]!r} and {it.classname!r}")
-    n = max(names) + 1 if names else 0
-    missing = [i for i in range(n) if i not in names]
-    if missing:
-        raise UserError(f"labels {missing[:5]} have no items (empty classes)")
-    return [names[i] for i in range(n)]
+        seen = first.setdefault(it.label, it)
+        if seen.classname != it.classname:
+            raise UserError(f"{prefix}label {it.label} has two class names: {seen.classname!r} ({describe(seen)}) "
+                            f"and {it.classname!r} ({describe(it)})")
+    n = max(first) + 1 if first else 0
+    empty = missing_labels(first, n)
+    if empty:
+        top = first[n - 1]
+        raise UserError(f"{prefix}labels {_some(empty)} have no items (empty classes) but label {top.label} has "
+                        f"({describe(top)}): labels must run 0..N-1, is {top.label} out of range?")
+    return [first[i].classname for i in range(n)]
+
+
+def missing_labels(labels, n_classes: int) -> list[int]:
+    """The labels in 0..n_classes-1 that `labels` (any iterable of ints) does not contain."""
+    present = set(labels)
+    return [i for i in range(n_classes) if i not in present]
+
+
+def empty_classes(spec: DatasetSpec, splits: dict[str, list[Item]], names: list[str]) -> list[str]:
+    """One line per split that lacks some class: every class needs test items (it is evaluated), and train
+    items unless the dataset is test-only (the few-shot draw takes its shots from train)."""
+    needed = ("test",) if spec.test_only else ("train", "test")
+    problems = []
+    for split in needed:
+        empty = missing_labels((it.label for it in splits[split]), len(names))
+        if empty:
+            named = _some([f"{i} {names[i]!r}" for i in empty])
+            problems.append(f"{spec.id}: no {split} items for {len(empty)} of {len(names)} classes: labels {named}")
+    return problems
+
+
+def describe(item: Item) -> str:
+    return f"{item.split} {item.path!r}"
+
+
+def _some(values: list, n: int = 5) -> str:
+    shown = ", ".join(str(v) for v in values[:n])
+    return f"[{shown}{f', … {len(values) - n} more' if len(values) > n else ''}]"
 
 
 def sample_few_shot(items: list[Item], shots: int, seed: int) -> list[Item]:

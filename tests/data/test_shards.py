@@ -55,7 +55,8 @@ def test_manifest_columns_and_round_trip(sharded):
     assert read_manifest(out).equals(manifest)
     assert manifest["key"].n_unique() == manifest.height
     assert sorted(p.name for p in out.iterdir() if not p.suffix == ".tar") == [
-        "classnames.json", "fewshot.json", "manifest.csv"]
+        "classnames.json", "fewshot.json", "manifest.csv", "skipped.csv"]
+    assert (out / "skipped.csv").read_text() == "split,path,label,classname,reason\n"  # nothing skipped
 
 
 def test_classnames_json_is_the_world_classes(sharded):
@@ -212,12 +213,12 @@ def _jpeg(mode: str, colour) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("name, make", [
-    ("truncated.jpg", lambda: _jpeg("RGB", (200, 10, 10))[:-200]),  # a real JPEG cut short
-    ("text.jpg", lambda: b"this is not an image\n"),
-    ("empty.jpg", lambda: b""),
+@pytest.mark.parametrize("name, make, reason", [
+    ("truncated.jpg", lambda: _jpeg("RGB", (200, 10, 10))[:-200], "unreadable (OSError: "),  # a real JPEG cut short
+    ("text.jpg", lambda: b"this is not an image\n", "unreadable (UnidentifiedImageError: "),
+    ("empty.jpg", lambda: b"", "zero-byte: "),
 ])
-def test_unreadable_image_stops_sharding_naming_the_file(root, tmp_path, name, make):
+def test_unreadable_image_stops_sharding_naming_the_file(root, tmp_path, name, make, reason):
     """Truncated, non-image and zero-byte files: one error naming the file, at shard time (not a traceback in
     the features stage), and nothing written by the stage (atomic_dir discards the partial output)."""
     spec = DATASETS["synthetic_sketch"]
@@ -229,7 +230,8 @@ def test_unreadable_image_stops_sharding_naming_the_file(root, tmp_path, name, m
     out.mkdir()
     with pytest.raises(UserError) as info:
         write_shards(spec, copy, out, shots=SHOTS, seeds=SEEDS, maxcount=MAXCOUNT)
-    assert str(victim) in str(info.value) and ("unreadable image" in str(info.value) or "zero-byte" in str(info.value))
+    msg = str(info.value)
+    assert msg.startswith(f"synthetic_sketch: test image is {reason}") and msg.endswith(f": {victim}")
 
 
 def test_odd_image_modes_are_converted_to_rgb_not_crashed():
