@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -86,28 +87,34 @@ def _answer_and_cache(name: str, folder: Path, questions: list[str], ask: Ask) -
 def answers_for_classes(names: list[str], recipe: "LLMRecipeParams", settings: dict, ask: Ask,
                         concurrency: int) -> list[list[list[str]]]:
     """Raw answers [class][question][sample] for `names` (asked once per distinct name, `concurrency` classes
-    at a time). The first class that fails stops the run: classes not yet started are cancelled, those in
-    flight finish into the cache, and the error names the class and says that a rerun resumes."""
+    at a time). The first class that fails stops the run: classes not yet started are skipped, those in flight
+    finish into the cache, and the error names the class and says that a rerun resumes."""
     folder = cache_folder(recipe.cache, settings)
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / "settings.json", settings)  # for humans; the same bytes every time
+    stop = threading.Event()
+
+    def one_class(name: str) -> list[list[str]] | None:
+        if stop.is_set():
+            return None  # skipped: another class failed
+        try:
+            return _answer_and_cache(name, folder, recipe.questions, ask)
+        except BaseException:
+            stop.set()
+            raise
+
     unique = list(dict.fromkeys(names))
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        futures = {n: pool.submit(_answer_and_cache, n, folder, recipe.questions, ask) for n in unique}
-        done, _ = wait(futures.values(), return_when=FIRST_EXCEPTION)
-        failed = [(n, f) for n, f in futures.items() if f in done and f.exception() is not None]
-        if failed:
-            for f in futures.values():
-                f.cancel()
+        futures = {n: pool.submit(one_class, n) for n in unique}
+    failed = [(n, f.exception()) for n, f in futures.items() if f.exception() is not None]
     if failed:
-        name, future = failed[0]
-        if not isinstance(future.exception(), (AskError, UserError)):
-            raise future.exception()  # a bug, not a failed answer: keep its traceback
-        finished = sum(f.done() and not f.cancelled() and f.exception() is None for f in futures.values())
-        raise UserError(f"descriptions: class {name!r}: {future.exception()} ({finished} of {len(unique)} "
-                        f"classes are cached under {folder}; rerunning resumes from there)")
-    by_name = {n: f.result() for n, f in futures.items()}
-    return [by_name[n] for n in names]
+        name, exc = failed[0]
+        if not isinstance(exc, (AskError, UserError)):
+            raise exc  # a bug, not a failed answer: keep its traceback
+        finished = sum(f.exception() is None and f.result() is not None for f in futures.values())
+        raise UserError(f"descriptions: class {name!r}: {exc} ({finished} of {len(unique)} classes are cached "
+                        f"under {folder}; rerunning resumes from there)")
+    return [futures[n].result() for n in names]
 
 
 def llm_descriptions(names: list[str], recipe: "LLMRecipeParams", settings: dict, ask: Ask,
