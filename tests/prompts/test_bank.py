@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from promptlab.clip.text import TextEncoder
 from promptlab.prompts.bank import ENSEMBLES, ClassSet, build_class_set
 
 NAMES = ["red circle", "blue square", "missile", "missile"]
@@ -45,3 +46,36 @@ def test_user_ensembles_survive_the_safetensors_round_trip(frozen_clip):
     assert set(back.ensembles) == {"blurry", "one"}
     torch.testing.assert_close(back.ensembles["blurry"], bank.ensembles["blurry"])
     assert back.descriptions is None
+
+
+def test_prompts_stage_encodes_the_text_bank_and_user_templates(tmp_path, monkeypatch, run_stage, loaded_clip):
+    import json
+
+    import yaml
+    from safetensors.torch import save_file
+
+    from promptlab.io import load_tensors
+    from promptlab.prompts.descriptions import TextBank, write_text_bank
+
+    save_file(loaded_clip.model.state_dict(), str(tmp_path / "clip.safetensors"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({
+        "model": {"name": "promptlab-tiny", "pretrained": "clip.safetensors"},
+        "prompts": {"templates": USER, "min_descriptions": 1}}))
+    (tmp_path / "shards").mkdir()
+    (tmp_path / "shards/classnames.json").write_text(json.dumps(NAMES))
+    source = {"backend": "file", "path": "raw/x.json", "sha256": "ab", "unmatched_keys": ["zebra"]}
+    write_text_bank("desc", TextBank(NAMES, SENTENCES, source))
+    run_stage("prompts", ["--dataset", "synthetic", "--shards", "shards", "--descriptions", "desc",
+                          "--out", "bank", "--report", "report.json"])
+
+    tensors, meta = load_tensors(tmp_path / "bank/bank.safetensors")
+    with torch.no_grad():
+        expected = build_class_set(TextEncoder(loaded_clip.model, loaded_clip.tokenizer), NAMES, meta["template"], descriptions=SENTENCES,
+                                   extra_ensembles=USER)
+    assert set(tensors) == set(expected.tensors())  # hand, clip80, clip7, blurry, one, descriptions, sentences
+    for key, value in expected.tensors().items():
+        torch.testing.assert_close(tensors[key], value, rtol=1e-5, atol=1e-5)
+    doc = json.loads((tmp_path / "bank/bank.json").read_text())
+    assert doc["ensembles"]["blurry"] == USER["blurry"] and set(doc["ensembles"]) == {"clip80", "clip7", *USER}
+    assert doc["descriptions"] == {"file": "desc/descriptions.json", "counts": [2, 1, 1, 1], "source": source}

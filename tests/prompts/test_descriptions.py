@@ -4,7 +4,6 @@ descriptions stage itself (backend file) on a tiny world written here."""
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 import yaml
@@ -73,30 +72,21 @@ def test_reading_a_bank_for_other_classes_is_an_error(tmp_path):
         read_text_bank(tmp_path / "nothing", NAMES)
 
 
-def _run_stage(tmp_path, monkeypatch, descriptions: dict):
-    """stages/descriptions.py main() in `tmp_path` (its params.yaml, shards and data root)."""
-    import importlib.util
-    from pathlib import Path
-
+def _run_stage(tmp_path, monkeypatch, run_stage, descriptions: dict):
+    """stages/descriptions.py in `tmp_path` (its params.yaml, shards and data root)."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(
         {"data": {"root": "raw"}, "prompts": {"descriptions": descriptions, "min_descriptions": 2}}))
     (tmp_path / "shards").mkdir(exist_ok=True)
     (tmp_path / "shards/classnames.json").write_text(json.dumps(NAMES))
-    script = Path(__file__).resolve().parents[2] / "stages/descriptions.py"
-    spec = importlib.util.spec_from_file_location("descriptions_stage", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    monkeypatch.setattr(sys, "argv", ["descriptions.py", "--dataset", "synthetic", "--shards", "shards",
-                                      "--out", "out/synthetic"])
-    module.run(module.main)
+    run_stage("descriptions", ["--dataset", "synthetic", "--shards", "shards", "--out", "out/synthetic"])
 
 
-def test_stage_writes_the_bank_and_nothing_when_a_class_is_short(tmp_path, monkeypatch, capsys):
+def test_stage_writes_the_bank_and_nothing_when_a_class_is_short(tmp_path, monkeypatch, capsys, run_stage):
     (tmp_path / "raw/synthetic").mkdir(parents=True)
     entries = {"red circle": ["Round.", "Red."], "blue square": ["Square.", "Blue."]}
     (tmp_path / "raw/synthetic/descriptions.json").write_text(json.dumps(entries))
-    _run_stage(tmp_path, monkeypatch, {"backend": "file"})
+    _run_stage(tmp_path, monkeypatch, run_stage, {"backend": "file"})
     doc = json.loads((tmp_path / "out/synthetic/descriptions.json").read_text())
     assert doc["sentences"] == [["Round.", "Red."], ["Square.", "Blue."]] and doc["counts"] == [2, 2]
     assert doc["source"]["path"] == "raw/synthetic/descriptions.json"
@@ -107,7 +97,7 @@ def test_stage_writes_the_bank_and_nothing_when_a_class_is_short(tmp_path, monke
     (tmp_path / "out/synthetic/descriptions.json").unlink()
     (tmp_path / "out/synthetic").rmdir()
     with pytest.raises(SystemExit) as exit_info:
-        _run_stage(tmp_path, monkeypatch, {"backend": "file"})
+        _run_stage(tmp_path, monkeypatch, run_stage, {"backend": "file"})
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == ("error: descriptions synthetic (file): 1 classes have fewer than "
                                        "prompts.min_descriptions=2 sentences: 'blue square' (1)\n")
