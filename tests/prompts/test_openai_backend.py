@@ -185,3 +185,21 @@ def test_changed_settings_do_not_reuse_other_answers(server, tmp_path):
     _build(_params(server, tmp_path, model="other-llm"), names=["red circle"])
     assert [r["body"]["model"] for r in server.requests] == ["tiny-llm"] * 2 + ["other-llm"] * 2
     assert len(list((tmp_path / "cache").iterdir())) == 2
+
+
+def test_an_unreachable_server_is_retried_then_named(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    class Closed:
+        url = f"http://127.0.0.1:{port}/v1"
+
+    with pytest.raises(UserError) as info:
+        _build(_params(Closed, tmp_path, max_retries=1), names=["red circle"])
+    msg = str(info.value)
+    assert msg.startswith(f"descriptions: class 'red circle': http://127.0.0.1:{port}/v1/chat/completions: "
+                          "gave up after 2 attempts: URLError: ")
+    assert "0 of 1 classes are cached" in msg and KEY not in msg
