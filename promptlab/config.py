@@ -97,11 +97,114 @@ class FeatureParams(StrictModel):
     num_workers: int = Field(0, ge=0)  # DataLoader processes decoding shards ahead of the image tower (GPU)
 
 
+# CuPL's five questions (METHODS.md "LLM description banks"); {} is the class name.
+CUPL_QUESTIONS = ["Describe what a {} looks like", "How can you identify a {}?", "What does a {} look like?",
+                  "Describe an image from the internet of a {}", "A caption of an image of a {}:"]
+
+
+def _one_placeholder(text: str) -> str:
+    """A template or question must hold exactly one `{}` (the class name) and no other format field."""
+    import string
+
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
+    except ValueError as exc:
+        raise ValueError(f"{text!r}: {exc}") from None
+    if fields != [""]:
+        raise ValueError(f"{text!r} must contain exactly one {{}} for the class name")
+    return text
+
+
+class DescriptionFileParams(StrictModel):
+    """backend: file. A JSON file per dataset, matched to the class names (case, `_` and spaces ignored)."""
+
+    # {root} = data.root, {folder} = the dataset's folder under it, {dataset} = its id
+    path: str = "{root}/{folder}/descriptions.json"
+    # cupl: {classname: [sentence, ...]}; cbd (classify by description): {classname: [descriptor, ...]}
+    format: Literal["cupl", "cbd"] = "cupl"
+    # a dataset without a file: error, or none = no description bank for it (CuPL has no EuroSAT file)
+    if_missing: Literal["error", "none"] = "error"
+
+
+class LLMRecipeParams(StrictModel):
+    """How an LLM backend (openai, transformers) is asked: CuPL's recipe by default."""
+
+    questions: list[str] = Field(CUPL_QUESTIONS, min_length=1)  # each with one {} for the class name
+    samples: int = Field(10, ge=1)  # answers per question and class
+    temperature: float = Field(0.99, ge=0)  # sampling temperature
+    max_tokens: int = Field(50, ge=1)  # tokens per answer at most
+    stop: str | None = "."  # the answer ends before this string (null: at max_tokens)
+    cache: str = "data/descriptions_cache"  # raw answers per class, outside DVC outs: a rerun resumes
+
+    @field_validator("questions")
+    @classmethod
+    def _questions_name_the_class(cls, questions: list[str]) -> list[str]:
+        return [_one_placeholder(q) for q in questions]
+
+
+class OpenAIParams(StrictModel):
+    """backend: openai. Any OpenAI-compatible POST {base_url}/chat/completions endpoint."""
+
+    base_url: str = "https://api.openai.com/v1"  # e.g. http://localhost:8000/v1 for a local vLLM server
+    model: str = "gpt-4o-mini"  # the endpoint's model name
+    api_key_env: str | None = "OPENAI_API_KEY"  # NAME of the env variable holding the key (null: no key)
+    concurrency: int = Field(4, ge=1)  # requests in flight at once
+    max_retries: int = Field(5, ge=0)  # retries of a request after 429/5xx/timeout/connection error
+    backoff_s: float = Field(1.0, ge=0)  # first retry delay, doubled each retry (Retry-After wins)
+    timeout_s: float = Field(60.0, gt=0)  # per request
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _a_variable_name(cls, name: str | None) -> str | None:
+        import re
+
+        if name is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):  # never echo it: may be a key
+            raise ValueError("must be the NAME of an environment variable (letters, digits, _), not the key")
+        return name
+
+
+class TransformersParams(StrictModel):
+    """backend: transformers. A local Hugging Face causal LM (install the `llm` extra)."""
+
+    model: str | None = None  # a local model folder (or a hub name your machine can fetch)
+    device: str = "cpu"  # torch device
+    seed: int = 0  # sampling seed, combined with the class name and question so reruns repeat
+
+
+class DescriptionParams(StrictModel):
+    """Where the LLM description bank (stage `descriptions`) comes from."""
+
+    backend: Literal["file", "openai", "transformers", "none"] = "file"  # none: no description bank
+    file: DescriptionFileParams = DescriptionFileParams()  # backend: file
+    recipe: LLMRecipeParams = LLMRecipeParams()  # backends openai and transformers
+    openai: OpenAIParams = OpenAIParams()  # backend: openai
+    transformers: TransformersParams = TransformersParams()  # backend: transformers
+
+    @model_validator(mode="after")
+    def _transformers_needs_a_model(self):
+        if self.backend == "transformers" and not self.transformers.model:
+            raise ValueError("backend 'transformers' needs transformers.model (a local model folder)")
+        return self
+
+
 class PromptBankParams(StrictModel):
-    # CuPL-format LLM description file per dataset ({classname: [sentence, ...]}); {root} = data.root,
-    # {folder} = the dataset's folder under it, {dataset} = its id. The synthetic world writes its own.
-    descriptions: str | None = "{root}/{folder}/descriptions.json"
-    min_descriptions: int = Field(1, ge=1)  # fewer sentences for any class fails the bank's validation
+    descriptions: DescriptionParams = DescriptionParams()  # the LLM description bank's source
+    min_descriptions: int = Field(1, ge=1)  # fewer sentences for any class stops the descriptions stage
+    # extra template ensembles {name: ["a photo of a {}.", ...]}, encoded like clip80/clip7, stored by name
+    templates: dict[str, list[str]] = {}
+
+    @field_validator("templates")
+    @classmethod
+    def _valid_templates(cls, templates: dict[str, list[str]]) -> dict[str, list[str]]:
+        reserved = {"dataset", "clip80", "clip7"}  # the dataset template and the ensembles every bank has
+        for name, items in templates.items():
+            if name in reserved or not name.strip():
+                raise ValueError(f"template set name {name!r} is taken or empty (reserved: {sorted(reserved)})")
+            if not items:
+                raise ValueError(f"template set {name!r} is empty")
+            for t in items:
+                _one_placeholder(t)
+        return templates
 
 
 class DomainShiftParams(StrictModel):

@@ -44,6 +44,18 @@ def test_empty_params_give_the_documented_defaults():
         assert getattr(p, name) == cls.Config()
 
 
+def test_prompt_bank_defaults_read_the_worlds_own_descriptions_with_cupls_recipe():
+    from promptlab.config import CUPL_QUESTIONS
+
+    d = validate_params({}).prompts.descriptions
+    assert (d.backend, d.file.path, d.file.format, d.file.if_missing) == (
+        "file", "{root}/{folder}/descriptions.json", "cupl", "error")
+    assert d.recipe.questions == CUPL_QUESTIONS and len(CUPL_QUESTIONS) == 5
+    assert (d.recipe.samples, d.recipe.temperature, d.recipe.max_tokens, d.recipe.stop) == (10, 0.99, 50, ".")
+    assert d.openai.api_key_env == "OPENAI_API_KEY"
+    assert validate_params({}).prompts.templates == {} and validate_params({}).prompts.min_descriptions == 1
+
+
 def test_none_is_the_same_as_empty():
     assert validate_params(None) == validate_params({})
 
@@ -238,3 +250,45 @@ def test_the_paper_protocol_file_is_valid_params():
                                                                              [1, 2, 3])
     assert len(p.data.datasets) == 11 and p.eval.domain_shift.source == "imagenet"
     assert (p.coop.epochs, p.cocoop.epochs, p.kgcoop.epochs, p.kgcoop.batch_size) == (200, 10, 100, 128)
+    files = p.prompts.descriptions.file
+    assert (p.prompts.descriptions.backend, files.path, files.format, files.if_missing) == (
+        "file", "{root}/{folder}/cupl.json", "cupl", "none")  # CuPL's published files; none for EuroSAT
+
+
+# --- prompts ------------------------------------------------------------------------------------------------------
+
+
+def test_user_templates_are_validated_and_kept():
+    p = validate_params({"prompts": {"templates": {"blurry": ["a blurry photo of a {}.", "a {} in {{braces}}."]}}})
+    assert p.prompts.templates == {"blurry": ["a blurry photo of a {}.", "a {} in {{braces}}."]}
+    for name in ("clip80", "clip7", "dataset"):
+        assert f"template set name {name!r} is taken" in _error({"prompts": {"templates": {name: ["a {}."]}}})
+    assert _error({"prompts": {"templates": {"x": ["a {} and {}."]}}}) == (
+        "params.yaml: prompts.templates: 'a {} and {}.' must contain exactly one {} for the class name")
+    assert "'no class.' must contain exactly one {}" in _error({"prompts": {"templates": {"x": ["no class."]}}})
+    assert "'a {name}.' must contain exactly one {}" in _error({"prompts": {"templates": {"x": ["a {name}."]}}})
+    assert "template set 'x' is empty" in _error({"prompts": {"templates": {"x": []}}})
+
+
+def test_recipe_questions_need_the_class_placeholder():
+    msg = _error({"prompts": {"descriptions": {"recipe": {"questions": ["Describe it"]}}}})
+    assert msg.startswith("params.yaml: prompts.descriptions.recipe.questions: 'Describe it' must contain")
+
+
+def test_an_api_key_pasted_as_the_variable_name_is_refused_without_echoing_it():
+    msg = _error({"prompts": {"descriptions": {"openai": {"api_key_env": "sk-live-abc123"}}}})
+    assert msg == ("params.yaml: prompts.descriptions.openai.api_key_env: must be the NAME of an environment "
+                   "variable (letters, digits, _), not the key")
+    assert "sk-live" not in msg
+
+
+def test_unknown_backend_and_transformers_without_a_model():
+    assert _error({"prompts": {"descriptions": {"backend": "gpt"}}}).startswith(
+        "params.yaml: prompts.descriptions.backend: Input should be 'file', 'openai', 'transformers' or 'none'")
+    assert _error({"prompts": {"descriptions": {"backend": "transformers"}}}) == (
+        "params.yaml: prompts.descriptions: backend 'transformers' needs transformers.model (a local model folder)")
+
+
+def test_the_old_flat_descriptions_key_is_a_clear_error():
+    msg = _error({"prompts": {"descriptions": "{root}/{folder}/descriptions.json"}})
+    assert msg.startswith("params.yaml: prompts.descriptions: Input should be a valid dictionary")

@@ -98,7 +98,8 @@ def test_dvc_repro_end_to_end_then_noop(tmp_path):
 
     # Determinism: re-running stages from scratch on CPU gives byte-identical outputs (the dvc.lock hashes).
     first = _out_hashes(repo)
-    _sh(dvc + ["repro", "--force", "--single-item", "shard@synthetic", "features@synthetic", "prompts@synthetic",
+    _sh(dvc + ["repro", "--force", "--single-item", "shard@synthetic", "features@synthetic", "descriptions@synthetic",
+               "prompts@synthetic",
                "run@coop", "run@pbprompt", "run@linear_probe", "report"], repo)
     assert _out_hashes(repo) == first
 

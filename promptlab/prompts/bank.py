@@ -85,21 +85,6 @@ class ClassSet:
                    tensors.get("sentence_labels"))
 
 
-def normalise_key(name: str) -> str:
-    """Class-name matching key for description files: case, underscores and whitespace do not matter."""
-    return " ".join(name.replace("_", " ").lower().split())
-
-
-def match_descriptions(names: list[str], bank: dict[str, list[str]], source: str) -> list[list[str]]:
-    """Sentences per class (in `names` order) from a CuPL-format {classname: [sentence, ...]} mapping.
-    A class without (non-empty) sentences is an error naming it: a class is never silently dropped."""
-    by_key = {normalise_key(k): [s.strip() for s in v if s.strip()] for k, v in bank.items()}
-    missing = [n for n in names if not by_key.get(normalise_key(n))]
-    if missing:
-        raise UserError(f"{source}: no descriptions for {len(missing)} classes: {missing[:5]}")
-    return [by_key[normalise_key(n)] for n in names]
-
-
 def description_features(text: TextEncoder, sentences: list[list[str]]
                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Encode every sentence once: (class means [C, D] = per class the normalised mean of its sentences'
@@ -120,9 +105,14 @@ def ensemble_features(text: TextEncoder, names: list[str], templates: list[str])
 
 def build_class_set(text: TextEncoder, names: list[str], template: str,
                     ensembles: tuple[str, ...] = tuple(ENSEMBLES),
-                    descriptions: list[list[str]] | None = None) -> ClassSet:
+                    descriptions: list[list[str]] | None = None,
+                    extra_ensembles: dict[str, list[str]] | None = None) -> ClassSet:
+    """Encode the bank: the dataset template, the named CLIP `ensembles`, the user's `extra_ensembles`
+    ({name: templates}, params prompts.templates, stored beside clip80/clip7 under their names) and, when given,
+    the description sentences per class."""
     hand = text.encode_texts([template.format(n) for n in names])
-    ens = {e: ensemble_features(text, names, ENSEMBLES[e]) for e in ensembles}
+    lists = {**{e: ENSEMBLES[e] for e in ensembles}, **(extra_ensembles or {})}
+    ens = {e: ensemble_features(text, names, templates) for e, templates in lists.items()}
     if descriptions is None:
         return ClassSet(list(names), template, hand, ens)
     return ClassSet(list(names), template, hand, ens, *description_features(text, descriptions))

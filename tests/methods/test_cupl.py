@@ -4,7 +4,7 @@ import torch.nn.functional as F
 
 from promptlab.errors import UserError
 from promptlab.methods.cupl import CuPL
-from promptlab.prompts.bank import ClassSet, match_descriptions
+from promptlab.prompts.bank import ClassSet
 
 
 def test_cupl_weights_are_the_normalised_mean_of_description_features(frozen_clip, class_set, descriptions):
@@ -24,13 +24,6 @@ def test_cupl_refuses_a_bank_without_descriptions(frozen_clip, class_set):
     bare = ClassSet(class_set.names, class_set.template, class_set.hand_features, class_set.ensembles)
     with pytest.raises(UserError, match="cupl needs LLM descriptions"):
         CuPL(CuPL.Config(), frozen_clip, bare).text_features(bare)
-
-
-def test_description_keys_match_ignoring_case_underscores_and_spaces():
-    bank = {"Red_Circle": [" round ", ""], "blue  square": ["four sides"]}
-    assert match_descriptions(["red circle", "blue square"], bank, "f.json") == [["round"], ["four sides"]]
-    with pytest.raises(UserError, match=r"f.json: no descriptions for 1 classes: \['green star'\]"):
-        match_descriptions(["red circle", "green star"], bank, "f.json")
 
 
 def test_subset_keeps_descriptions_aligned(class_set):
