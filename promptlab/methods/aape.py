@@ -102,7 +102,7 @@ class AAPE(PromptMethod):
     def check_sentences(self, classes: ClassSet) -> None:
         if classes.sentences is None:
             raise UserError(f"{self.name} needs LLM description sentences in the training prompt bank "
-                            "(prompts.descriptions file missing)")
+                            "(prompts.descriptions.backend is none, or the file was missing)")
 
     def reward_loss(self, feats: torch.Tensor, summary: torch.Tensor) -> torch.Tensor:
         """Image-summary alignment (gradient into the aggregator only: feats are cached and frozen)."""

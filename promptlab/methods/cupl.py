@@ -26,7 +26,7 @@ class CuPL(PromptMethod):
 
     def text_features(self, classes: ClassSet) -> torch.Tensor:
         if classes.descriptions is None:
-            raise UserError("cupl needs LLM descriptions in the prompt bank (prompts.descriptions file missing)")
+            raise UserError("cupl needs LLM descriptions in the prompt bank (prompts.descriptions.backend is none, or the file was missing)")
         if not self.cfg.with_templates:
             return classes.descriptions
         return F.normalize(classes.descriptions + classes.ensembles["clip80"], dim=-1)

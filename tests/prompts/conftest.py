@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,6 +22,7 @@ def run_stage(monkeypatch):
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         monkeypatch.setattr(sys, "argv", [f"{name}.py", *args])
-        module.run(module.main)
+        with torch.enable_grad():  # a stage turns autograd off for its process: keep that inside the call
+            module.run(module.main)
 
     return run
