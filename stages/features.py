@@ -3,6 +3,7 @@ image tower; writes projected global + patch features per split (fp16 safetensor
 the manifest (great-expectations; report in --report)."""
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
@@ -37,7 +38,8 @@ def main() -> None:
             tensors, keys = extract_split(clip, args.shards, split, n_views=n_views, seed=p.features.seed,
                                           crop_scale_min=p.features.crop_scale_min,
                                           batch_size=p.features.batch_size, patches=p.features.patches,
-                                          num_workers=p.features.num_workers)
+                                          num_workers=p.features.num_workers, precision=p.features.precision,
+                                          total=len(expected), log=lambda line: print(line, file=sys.stderr))
             reports.append(validate_features(tensors, keys, expected, n_classes, clip.model.visual.output_dim,
                                              name=f"features:{Path(args.out).name}/{split}"))
             save_tensors(Path(tmp) / f"{split}.safetensors", tensors,

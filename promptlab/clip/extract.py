@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -79,23 +80,52 @@ def split_batches(dataset: SplitBatches, num_workers: int = 0):
                            worker_init_fn=_whole_stream))
 
 
+AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class Progress:
+    """One line per ~10% of a split (and at the end): images done, of how many, images/s. Lines, not a bar:
+    DVC captures a stage's output, where a redrawn bar becomes hundreds of lines."""
+
+    def __init__(self, name: str, total: int | None, log, every: float = 0.1):
+        self.name, self.total, self.log = name, total, log
+        self.step = max(1, int((total or 0) * every))
+        self.done, self.next, self.start = 0, self.step, time.perf_counter()
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.done >= self.next or self.done == self.total:
+            rate = self.done / max(time.perf_counter() - self.start, 1e-9)
+            of = f"/{self.total}" if self.total else ""
+            self.log(f"{self.name}: {self.done}{of} images, {rate:.1f} images/s")
+            self.next = (self.done // self.step + 1) * self.step
+
+
 @torch.no_grad()
 def extract_split(clip: LoadedCLIP, shard_dir: str | Path, split: str, *, n_views: int, seed: int,
-                  batch_size: int, patches: bool, crop_scale_min: float = 0.08, num_workers: int = 0
+                  batch_size: int, patches: bool, crop_scale_min: float = 0.08, num_workers: int = 0,
+                  precision: str = "fp32", total: int | None = None, log=None
                   ) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Encode one split. num_workers > 0 decodes and augments in that many DataLoader worker processes
-    (byte-identical results, same order); 0 decodes in this process."""
+    (byte-identical results, same order); 0 decodes in this process. precision "bf16" / "fp16" runs the image
+    tower under autocast (matmuls accumulate in fp32; the outputs are cast to fp32, then stored fp16 like the
+    fp32 path's); "fp32" runs it in float32, the CPU default. `log` gets a progress line per ~10% of `total`
+    images."""
     device = next(clip.model.parameters()).device
     dataset = SplitBatches(clip, shard_dir, split, n_views, seed, batch_size, crop_scale_min)
+    progress = Progress(f"{Path(shard_dir).name}/{split}", total, log) if log else None
     all_keys, all_labels, glob, pat = [], [], [], []
     for keys, labels, views in split_batches(dataset, num_workers):
         b, v = views.shape[:2]
-        g, p = encode_images(clip.model, views.flatten(0, 1).to(device), patches)
-        glob.append(g.view(b, v, -1).half().cpu())
+        with torch.autocast(device.type, dtype=AUTOCAST[precision], enabled=AUTOCAST[precision] is not None):
+            g, p = encode_images(clip.model, views.flatten(0, 1).to(device), patches)
+        glob.append(g.float().view(b, v, -1).half().cpu())
         if p is not None:
-            pat.append(p.view(b, v, *p.shape[1:]).half().cpu())
+            pat.append(p.float().view(b, v, *p.shape[1:]).half().cpu())
         all_keys += keys
         all_labels += labels
+        if progress:
+            progress.update(b)
     if not all_keys:
         return {}, []
     tensors = {"global": torch.cat(glob), "labels": torch.tensor(all_labels, dtype=torch.long)}

@@ -73,3 +73,23 @@ def test_extraction_with_workers_is_byte_identical_and_in_manifest_order(loaded_
             for name, t in reference.items():
                 assert t.dtype == tensors[name].dtype
                 assert t.numpy().tobytes() == tensors[name].numpy().tobytes(), (split, w, name)
+
+
+def test_autocast_precision_stays_close_to_fp32_and_logs_progress(loaded_clip, tmp_path):
+    """bf16 autocast (the GPU setting; CPU autocast supports bf16 too) changes the stored features only by
+    bf16 rounding; the progress lines count images up to the split's total."""
+    from promptlab.clip.extract import extract_split
+
+    _write_split(tmp_path, "test", 10, maxcount=4)
+    lines: list[str] = []
+    ref, keys = extract_split(loaded_clip, tmp_path, "test", n_views=1, seed=0, batch_size=3, patches=True)
+    low, low_keys = extract_split(loaded_clip, tmp_path, "test", n_views=1, seed=0, batch_size=3, patches=True,
+                                  precision="bf16", total=10, log=lines.append)
+    assert low_keys == keys and low["global"].dtype == ref["global"].dtype == torch.float16
+    assert not torch.equal(low["global"], ref["global"])  # autocast really ran
+    cos = torch.nn.functional.cosine_similarity(low["global"].float(), ref["global"].float(), dim=-1)
+    assert cos.min() > 0.99
+    assert torch.allclose(low["patches"].float(), ref["patches"].float(), atol=0.05 * ref["patches"].abs().max())
+    counts = [int(line.split(": ")[1].split("/")[0]) for line in lines]
+    assert counts == [3, 6, 9, 10] and all(line.startswith(f"{tmp_path.name}/test: ") for line in lines)
+    assert lines[-1].startswith(f"{tmp_path.name}/test: 10/10 images, ") and lines[-1].endswith(" images/s")
