@@ -204,7 +204,7 @@ def transfer_report(summary: dict, runs: list[dict], protocol: str = "domain_shi
 
 def few_shot_report(summary: dict, runs: list[dict]) -> pl.DataFrame:
     """One row per (dataset, method) with its seed count, one column per shot count K (mean, then `K_std`)."""
-    seeds = {(r["dataset"], r["method"]): set() for r in runs if r["protocol"] == "few_shot"}
+    seeds: dict[tuple[str, str], set[int]] = defaultdict(set)
     for r in runs:
         if r["protocol"] == "few_shot":
             seeds[(r["dataset"], r["method"])].add(r["seed"])
