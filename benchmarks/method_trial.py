@@ -13,7 +13,7 @@ import yaml
 
 from promptlab.clip.model import load_clip
 from promptlab.config import load_params
-from promptlab.evaluate import harmonic_mean
+from promptlab.report import harmonic_mean
 from promptlab.methods.base import FrozenCLIP
 from promptlab.protocols import (build_method, load_class_set, load_split, protocol_classes, score,
                                  training_data, save_method)

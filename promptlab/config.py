@@ -259,15 +259,16 @@ class EvalParams(StrictModel):
 
 
 def _build_params_model() -> type[StrictModel]:
-    """Params = the fixed sections above + one section per registered method (its own Config class)."""
-    from promptlab.methods import REGISTRY
+    """Params = the fixed sections above + one section per registered method (its own Config class). The method
+    configs are imported without the methods themselves: validating params must not import torch."""
+    from promptlab.method_configs import METHOD_CONFIGS
 
-    method_sections: dict[str, Any] = {name: (cls.Config, cls.Config()) for name, cls in REGISTRY.items()}
+    method_sections: dict[str, Any] = {name: (cfg, cfg()) for name, cfg in METHOD_CONFIGS.items()}
 
     def _known_methods(cls, names: list[str]) -> list[str]:
         for n in names:
-            if n not in REGISTRY:
-                raise ValueError(f"unknown method {n!r} (allowed: {', '.join(sorted(REGISTRY))})")
+            if n not in METHOD_CONFIGS:
+                raise ValueError(f"unknown method {n!r} (allowed: {', '.join(sorted(METHOD_CONFIGS))})")
         return names
 
     def _protocols_use_sharded_datasets(self):
@@ -300,12 +301,10 @@ def _build_params_model() -> type[StrictModel]:
             if fs.shots[-1] > data.shots:
                 raise ValueError(f"eval.few_shot.shots {fs.shots} go above data.shots={data.shots}: the "
                                  "shards hold data.shots draws, so raise data.shots")
-            from promptlab.methods import REGISTRY
-
-            unknown = [m for m in fs.methods or [] if m not in REGISTRY]
+            unknown = [m for m in fs.methods or [] if m not in METHOD_CONFIGS]
             if unknown:
                 raise ValueError(f"eval.few_shot.methods: unknown methods {unknown} (allowed: "
-                                 f"{', '.join(sorted(REGISTRY))})")
+                                 f"{', '.join(sorted(METHOD_CONFIGS))})")
         return self
 
     return create_model(

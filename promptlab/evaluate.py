@@ -28,10 +28,6 @@ def count_correct(method: PromptMethod, features: torch.Tensor, labels: torch.Te
     return {"correct": correct, "total": total, "acc": 100.0 * correct / total if total else float("nan")}
 
 
-def harmonic_mean(base: float, new: float) -> float:
-    return 2 * base * new / (base + new) if base + new > 0 else 0.0
-
-
 def relabel(labels: torch.Tensor, keep: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows whose label is in `keep`, relabelled to their position in `keep` (CoOp's base/new relabelling).
     Returns (row mask [N] bool, new labels [n_kept])."""

@@ -9,10 +9,10 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-import torch
-from safetensors.torch import load_file, save_file
+if TYPE_CHECKING:  # torch is imported where tensors are read or written: the JSON-only stages never load it
+    import torch
 
 
 def _clear_leftovers(path: Path) -> None:
@@ -75,6 +75,8 @@ META_KEY = "promptlab"
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
     """safetensors with the metadata as one sorted JSON string under META_KEY: safetensors writes its metadata
     map in hash order, which changes from process to process, so several keys would make reruns differ."""
+    from safetensors.torch import save_file
+
     meta = {META_KEY: json.dumps(metadata, sort_keys=True)} if metadata else None
     with atomic_file(path) as tmp:
         # metadata=None, not {}: safetensors 0.8 writes a corrupt header for {} tensors + {} metadata
@@ -84,6 +86,7 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
 def load_tensors(path: str | Path, skip: tuple[str, ...] = ()) -> tuple[dict[str, torch.Tensor], dict]:
     """Tensors (all but those named in `skip`, which are never read from disk) and decoded metadata."""
     from safetensors import safe_open
+    from safetensors.torch import load_file
 
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads((f.metadata() or {}).get(META_KEY, "{}"))

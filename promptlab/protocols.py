@@ -186,25 +186,36 @@ def score(method_dir: Path, clip: FrozenCLIP, classes: ClassSet, test: dict[str,
 
 
 @torch.no_grad()
-def evaluate_run(run: Run, method_dir: Path, clip: FrozenCLIP) -> dict:
+def evaluate_run(run: Run, method_dir: Path, clip: FrozenCLIP, memo: dict | None = None,
+                 trained_in: Path | None = None) -> dict:
     """base2new: {"base": counts, "new": counts} ("new": null for a method that cannot score classes it was
     not trained on, e.g. the linear probe); domain_shift / cross_dataset: {"targets": {dataset id: counts}}
     including the source itself, each scored with its own class list (null for such a method when the target
-    has classes it was not trained on); few_shot: {"test": counts} on all the
-    dataset's classes. Each bank and test split is read once."""
-    open_vocabulary = REGISTRY[read_json(method_dir / "prompt.json")["method"]].open_vocabulary
-    test_of = lambda d: load_split(d, "test", patches=False)[0]  # noqa: E731
+    has classes it was not trained on); few_shot: {"test": counts} on all the dataset's classes.
+
+    memo (with trained_in, the run folder that holds the training) keeps each (training, test set, classes)
+    score for the next run that asks for it: domain shift, cross-dataset and the full-shot few-shot point share
+    one training and all score the source's test split, which for CoCoOp (a text-encoder pass per image and
+    class) is a large share of the stage's time."""
+    info = read_json(method_dir / "prompt.json")
+    open_vocabulary = REGISTRY[info["method"]].open_vocabulary
+    memo = {} if memo is None else memo
+
+    def scored(dataset: str, keep: list[int] | None = None) -> dict:
+        key = (str(trained_in or method_dir), dataset, None if keep is None else tuple(keep))
+        if key not in memo:
+            test = load_split(dataset, "test", patches=False)[0]
+            memo[key] = score(method_dir, clip, load_class_set(dataset), test, keep)
+        return memo[key]
+
     if run.protocol == "base2new":
-        classes, test = load_class_set(run.dataset), test_of(run.dataset)
-        base, new = base_new_labels(len(classes))
-        return {"base": score(method_dir, clip, classes, test, base),
-                "new": score(method_dir, clip, classes, test, new) if open_vocabulary else None}
+        base, new = base_new_labels(len(load_class_set(run.dataset)))
+        return {"base": scored(run.dataset, base), "new": scored(run.dataset, new) if open_vocabulary else None}
     if run.protocol == "few_shot":
-        return {"test": score(method_dir, clip, load_class_set(run.dataset), test_of(run.dataset))}
-    trained = set(read_json(method_dir / "prompt.json")["train_classnames"])
-    return {"targets": {t: score(method_dir, clip, load_class_set(t), test_of(t))
-                        if open_vocabulary or set(read_json(shard_dir(t) / "classnames.json")) <= trained else None
-                        for t in [run.dataset, *run.targets]}}
+        return {"test": scored(run.dataset)}
+    trained = set(info["train_classnames"])
+    return {"targets": {t: scored(t) if open_vocabulary or set(read_json(shard_dir(t) / "classnames.json")) <= trained
+                        else None for t in [run.dataset, *run.targets]}}
 
 
 def checkpoint_path(run: Run, name: str, cfg) -> Path:

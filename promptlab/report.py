@@ -20,8 +20,11 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from promptlab.evaluate import harmonic_mean
 from promptlab.io import atomic_file, read_json
+
+
+def harmonic_mean(base: float, new: float) -> float:
+    return 2 * base * new / (base + new) if base + new > 0 else 0.0
 
 
 def _r(x: float) -> float:

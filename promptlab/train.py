@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from promptlab.io import load_tensors, save_tensors
-from promptlab.methods.base import Batch, PromptMethod, TrainConfig, TrainData
+from promptlab.method_configs import TrainConfig
+from promptlab.methods.base import Batch, PromptMethod, TrainData
 from promptlab.prompts.bank import ClassSet
 
 __all__ = ["TrainData", "train", "lr_at", "epoch_batches", "make_batch"]

@@ -33,6 +33,7 @@ def main() -> None:
     from dvclive import Live
 
     trained: dict[str, Path] = {}  # training key -> the run folder (relative) that holds that training
+    scores: dict = {}  # (training, test set, classes) -> counts, shared by the runs of one training
     with atomic_dir(args.out) as out, atomic_dir(args.metrics) as metrics, atomic_dir(args.curves) as curves:
         for r in plan_runs(p, args.method):
             cfg = run_config(r, getattr(p, args.method), p.eval.few_shot.epochs)
@@ -48,7 +49,7 @@ def main() -> None:
 
                     train_run(r, args.method, cfg, clip, out / r.where, log)
                 trained[key] = r.where
-            result = evaluate_run(r, out / r.where, clip)
+            result = evaluate_run(r, out / r.where, clip, memo=scores, trained_in=trained[key])
             write_json(metrics / f"{r.where}.json", run_record(r, args.method, trained[key], result))
             accs = result.get("targets") or result
             print(f"{r.where} {args.method}: " + ", ".join(f"{k} {v['acc']:.2f}" for k, v in accs.items() if v))

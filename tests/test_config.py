@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from pydantic import ValidationError
 
@@ -292,3 +295,16 @@ def test_unknown_backend_and_transformers_without_a_model():
 def test_the_old_flat_descriptions_key_is_a_clear_error():
     msg = _error({"prompts": {"descriptions": "{root}/{folder}/descriptions.json"}})
     assert msg.startswith("params.yaml: prompts.descriptions: Input should be a valid dictionary")
+
+
+def test_method_configs_name_exactly_the_registered_methods_and_load_without_torch():
+    from promptlab.method_configs import METHOD_CONFIGS
+
+    assert list(METHOD_CONFIGS) == list(REGISTRY)
+    assert all(REGISTRY[name].Config is cfg for name, cfg in METHOD_CONFIGS.items())
+    # validating params (every stage's first step) must not import torch: the data, description and report
+    # stages never touch a model, and torch + open_clip cost ~7 s per process on a 2-core machine
+    code = ("import sys; from promptlab.config import validate_params; validate_params({}); "
+            "print(sorted(m for m in ('torch', 'open_clip', 'great_expectations') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,29 +1,11 @@
-"""Protocol bookkeeping in evaluate.py: the harmonic mean and CoOp's base/new relabelling."""
+"""Protocol bookkeeping in evaluate.py: CoOp's base/new relabelling."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from promptlab.data.coop_format import base_new_labels
-from promptlab.evaluate import harmonic_mean, relabel
-
-
-def test_harmonic_mean_by_hand():
-    assert harmonic_mean(80, 60) == pytest.approx(2 * 80 * 60 / 140)
-    assert harmonic_mean(80, 60) == pytest.approx(68.5714285714)
-    assert harmonic_mean(50, 50) == pytest.approx(50.0)
-    assert harmonic_mean(100, 25) == pytest.approx(40.0)  # 2*100*25/125
-
-
-def test_harmonic_mean_is_symmetric_and_below_the_arithmetic_mean():
-    assert harmonic_mean(72.5, 31.0) == pytest.approx(harmonic_mean(31.0, 72.5))
-    assert harmonic_mean(72.5, 31.0) < (72.5 + 31.0) / 2
-
-
-def test_harmonic_mean_with_a_zero():
-    assert harmonic_mean(90, 0) == 0.0
-    assert harmonic_mean(0, 0) == 0.0
+from promptlab.evaluate import relabel
 
 
 def test_relabel_by_hand():

@@ -94,3 +94,29 @@ def test_training_data_takes_nested_shots_of_the_sharded_draw(tmp_path, monkeypa
     assert base.labels.tolist() == [0, 1]
     with pytest.raises(UserError, match="8 shots asked, the shards hold 4"):
         training_data("d", 1, [0, 1, 2], shots=8)
+
+
+def test_runs_of_one_training_score_each_test_split_once(tmp_path, monkeypatch):
+    import promptlab.protocols as protocols
+    from promptlab.prompts.bank import ClassSet
+
+    calls = []
+
+    def fake_score(method_dir, clip, classes, test, keep=None):
+        calls.append((method_dir.name, test["dataset"], keep))
+        return {"correct": len(calls), "total": 10, "acc": 10.0 * len(calls)}
+
+    monkeypatch.setattr(protocols, "score", fake_score)
+    monkeypatch.setattr(protocols, "load_split", lambda d, split, patches: ({"dataset": d}, []))
+    monkeypatch.setattr(protocols, "load_class_set", lambda d: ClassSet(["a", "b", "c", "d"], "{}.", torch.zeros(4, 1)))
+    for run_dir in ("ds", "cross", "other"):
+        write_json(tmp_path / run_dir / "prompt.json", {"method": "coop", "train_classnames": ["a", "b", "c", "d"]})
+    memo = {}
+    ds = protocols.evaluate_run(Run("domain_shift", "src", 1, 16, ("t1",)), tmp_path / "ds", None, memo, "ds")
+    cross = protocols.evaluate_run(Run("cross_dataset", "src", 1, 16, ("t2",)), tmp_path / "cross", None, memo, "ds")
+    assert calls == [("ds", "src", None), ("ds", "t1", None), ("cross", "t2", None)]  # src scored once
+    assert cross["targets"]["src"] == ds["targets"]["src"] and cross["targets"]["t2"]["correct"] == 3
+    # another training (its own trained_in) is scored afresh; base2new scores each half with its classes
+    b2n = protocols.evaluate_run(Run("base2new", "src", 1, 16, ()), tmp_path / "other", None, memo, "other")
+    assert calls[3:] == [("other", "src", [0, 1]), ("other", "src", [2, 3])]
+    assert (b2n["base"]["correct"], b2n["new"]["correct"]) == (4, 5)

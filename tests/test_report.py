@@ -13,9 +13,9 @@ import pytest
 from promptlab.io import write_json
 from promptlab.report import (base2new_markdown, base2new_reference, base2new_report, base2new_table,
                               domain_shift_reference, few_shot_markdown, few_shot_report, few_shot_table,
-                              is_paper_protocol, load_references, load_runs, markdown_table, report_frames, summarize,
-                              summarize_base2new, transfer_markdown, transfer_report, transfer_table, with_pm,
-                              write_tables)
+                              harmonic_mean, is_paper_protocol, load_references, load_runs, markdown_table,
+                              report_frames, summarize, summarize_base2new, transfer_markdown, transfer_report,
+                              transfer_table, with_pm, write_tables)
 
 
 def _acc(correct: int, total: int) -> dict:
@@ -426,3 +426,20 @@ def test_domain_shift_reference_differences(summary):
     df = domain_shift_reference(summary, REFS)  # our coop on synthetic -> synthetic_sketch: 75
     assert df.rows() == [("CoOp", "synthetic_sketch", 75.0, 70.0, 5.0, "p"),
                          ("CoOp", "imagenet_r", None, 70.0, None, "p")]
+
+
+def test_harmonic_mean_by_hand():
+    assert harmonic_mean(80, 60) == pytest.approx(2 * 80 * 60 / 140)
+    assert harmonic_mean(80, 60) == pytest.approx(68.5714285714)
+    assert harmonic_mean(50, 50) == pytest.approx(50.0)
+    assert harmonic_mean(100, 25) == pytest.approx(40.0)  # 2*100*25/125
+
+
+def test_harmonic_mean_is_symmetric_and_below_the_arithmetic_mean():
+    assert harmonic_mean(72.5, 31.0) == pytest.approx(harmonic_mean(31.0, 72.5))
+    assert harmonic_mean(72.5, 31.0) < (72.5 + 31.0) / 2
+
+
+def test_harmonic_mean_with_a_zero():
+    assert harmonic_mean(90, 0) == 0.0
+    assert harmonic_mean(0, 0) == 0.0

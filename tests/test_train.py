@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from promptlab.methods.base import TrainConfig
+from promptlab.method_configs import TrainConfig
 from promptlab.methods.coop import CoOp
 from promptlab.train import TrainData, epoch_batches, lr_at, train
 

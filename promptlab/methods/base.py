@@ -12,28 +12,11 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 
 from promptlab.clip.model import LoadedCLIP
 from promptlab.clip.text import TextEncoder
-from promptlab.config import StrictModel
+from promptlab.method_configs import MethodConfig
 from promptlab.prompts.bank import ClassSet
-
-
-class MethodConfig(StrictModel):
-    """Base of a method's params block."""
-
-
-class TrainConfig(MethodConfig):
-    """Optimisation settings every trained method carries (the official repos' shared defaults)."""
-
-    epochs: int = Field(200, ge=1)
-    batch_size: int = Field(32, ge=1)
-    lr: float = Field(0.002, gt=0)
-    momentum: float = Field(0.9, ge=0)
-    weight_decay: float = Field(5e-4, ge=0)
-    warmup_epochs: int = Field(1, ge=0)  # constant-lr warm-up, then cosine (Dassl's ConstantWarmupScheduler)
-    warmup_lr: float = Field(1e-5, gt=0)
 
 
 class FrozenCLIP:

@@ -24,8 +24,8 @@ from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 
+from promptlab.method_configs import CoCoOpConfig
 from promptlab.methods.base import Batch, FrozenCLIP
 from promptlab.methods.coop import CoOp
 from promptlab.prompts.bank import ClassSet
@@ -34,13 +34,7 @@ from promptlab.prompts.bank import ClassSet
 class CoCoOp(CoOp):
     name = "cocoop"
 
-    class Config(CoOp.Config):
-        # The paper's base-to-new settings. batch_size 1 is the original; larger batches work (one text-encoder
-        # call covers many images: a clear gain on a GPU, a small one on CPU) at more memory per step.
-        epochs: int = Field(10, ge=1)
-        batch_size: int = Field(1, ge=1)
-        lr: float = Field(0.002, gt=0)
-        chunk_size: int = Field(8192, ge=1)  # max (image, class) prompts per text-encoder call (memory bound)
+    Config = CoCoOpConfig
 
     def __init__(self, cfg: Config, clip: FrozenCLIP, train_classes: ClassSet):
         super().__init__(cfg, clip, train_classes)  # self.ctx: [M, w] (or [C, M, w] if class_specific)

@@ -12,14 +12,12 @@ Facts of the official code kept here because they change numbers:
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 
 from promptlab.errors import UserError
-from promptlab.methods.base import FrozenCLIP, PromptMethod, TrainConfig
+from promptlab.method_configs import CoOpConfig
+from promptlab.methods.base import FrozenCLIP, PromptMethod
 from promptlab.prompts.bank import ClassSet
 
 
@@ -38,12 +36,7 @@ class PromptTokens:
 class CoOp(PromptMethod):
     name = "coop"
 
-    class Config(TrainConfig):
-        n_ctx: int = Field(4, ge=1)
-        ctx_init: str | None = "a photo of a"
-        class_specific: bool = False
-        class_token_position: Literal["end", "middle", "front"] = "end"
-        init_std: float = Field(0.02, gt=0)
+    Config = CoOpConfig
 
     def __init__(self, cfg: Config, clip: FrozenCLIP, train_classes: ClassSet):
         super().__init__(cfg, clip, train_classes)

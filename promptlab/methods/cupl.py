@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from promptlab.errors import UserError
-from promptlab.methods.base import MethodConfig, PromptMethod
+from promptlab.method_configs import CuPLConfig
+from promptlab.methods.base import PromptMethod
 from promptlab.prompts.bank import ClassSet
 
 
@@ -21,8 +22,7 @@ class CuPL(PromptMethod):
     name = "cupl"
     trainable = False
 
-    class Config(MethodConfig):
-        with_templates: bool = False
+    Config = CuPLConfig
 
     def text_features(self, classes: ClassSet) -> torch.Tensor:
         if classes.descriptions is None:

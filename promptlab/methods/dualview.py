@@ -36,13 +36,11 @@ synthetic world), β = 1, α = 1 (λ uniform on [0, 1]) and the visual terms' we
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 
 from promptlab.errors import UserError
+from promptlab.method_configs import DualViewConfig
 from promptlab.methods.base import Batch, FrozenCLIP, TrainData
 from promptlab.methods.coop import CoOp
 from promptlab.prompts.bank import ClassSet
@@ -86,15 +84,7 @@ def intra_class_mixup(features: torch.Tensor, labels: torch.Tensor, alpha: float
 class DualView(CoOp):
     name = "dualview"
 
-    class Config(CoOp.Config):  # n_ctx 4 from "a photo of a", batch 32, lr 0.002, 200 epochs: CoOp's
-        hand_view: str = "dataset"  # T^h: dataset (its template) | clip80 | clip7 | a template list of the bank
-        lam_mi: float = Field(1.0, ge=0)  # weight of the InfoNCE (mutual-information) term
-        tau_mi: float = Field(0.07, gt=0)  # InfoNCE temperature
-        visual_aug: Literal["prototype", "mixup", "none"] = "mixup"
-        beta: float = Field(1.0, ge=0)  # β: prototype strength in t̃_c = normalise(t^s_c + β·p_c)
-        lam_proto: float = Field(1.0, ge=0)  # weight of the prototype-injected CE term
-        mixup_alpha: float = Field(1.0, gt=0)  # α of Beta(α, α)
-        lam_mix: float = Field(1.0, ge=0)  # weight of the intra-class mixup CE term
+    Config = DualViewConfig
 
     def __init__(self, cfg: Config, clip: FrozenCLIP, train_classes: ClassSet):
         super().__init__(cfg, clip, train_classes)

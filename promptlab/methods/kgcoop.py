@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 
+from promptlab.method_configs import KgCoOpConfig
 from promptlab.methods.base import Batch
 from promptlab.methods.coop import CoOp
 from promptlab.prompts.bank import ClassSet
@@ -34,10 +34,7 @@ from promptlab.prompts.bank import ClassSet
 class KgCoOp(CoOp):
     name = "kgcoop"
 
-    class Config(CoOp.Config):  # n_ctx 4 from "a photo of a" and lr 0.002 are CoOp's defaults
-        batch_size: int = Field(128, ge=1)
-        epochs: int = Field(100, ge=1)
-        lam: float = Field(8.0, ge=0)  # λ, the official TRAINER.COOP.W
+    Config = KgCoOpConfig
 
     @staticmethod
     def knowledge_gap(weights: torch.Tensor, hand: torch.Tensor) -> torch.Tensor:

@@ -40,14 +40,14 @@ each class name to its trained row (e.g. ImageNet-A's 200 of ImageNet's 1000); a
 
 from __future__ import annotations
 
-from typing import Annotated, Callable, Literal
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 
 from promptlab.errors import UserError
-from promptlab.methods.base import Batch, FrozenCLIP, MethodConfig, PromptMethod, TrainData
+from promptlab.method_configs import LinearProbeConfig
+from promptlab.methods.base import Batch, FrozenCLIP, PromptMethod, TrainData
 from promptlab.prompts.bank import ClassSet
 
 FTOL = 64 * torch.finfo(torch.float64).eps  # sklearn's ftol for L-BFGS-B
@@ -107,15 +107,7 @@ class LinearProbe(PromptMethod):
     own_solver = True
     open_vocabulary = False
 
-    class Config(MethodConfig):
-        c_grid: list[Annotated[float, Field(gt=0)]] = Field([1e6, 1e4, 1e2, 1.0, 1e-2, 1e-4, 1e-6], min_length=1)
-        search_steps: int = Field(8, ge=0)  # official --num_step
-        search_span: float = Field(10.0, gt=1)  # first bracket [c*/span, c*·span]
-        final: Literal["last_step", "best"] = "last_step"  # official: winner of the last refinement step
-        views: Literal["all", "first"] = "first"  # training samples: view 0 of each image, or every view
-        max_iter: int = Field(1000, ge=1)  # L-BFGS iterations per fit (sklearn max_iter)
-        tol: float = Field(1e-4, gt=0)  # stop when max |∇J| <= tol (sklearn tol = scipy gtol)
-        history_size: int = Field(10, ge=1)  # L-BFGS memory (scipy maxcor)
+    Config = LinearProbeConfig
 
     def __init__(self, cfg: Config, clip: FrozenCLIP, train_classes: ClassSet):
         super().__init__(cfg, clip, train_classes)

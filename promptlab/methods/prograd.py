@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 
+from promptlab.method_configs import ProGradConfig
 from promptlab.methods.base import Batch
 from promptlab.methods.coop import CoOp
 from promptlab.prompts.bank import ClassSet
@@ -62,10 +62,7 @@ def project_conflicting(g_ce: torch.Tensor, g_kl: torch.Tensor, lam: float) -> t
 class ProGrad(CoOp):
     name = "prograd"
 
-    class Config(CoOp.Config):  # n_ctx 4 from "a photo of a", batch 32 and lr 0.002 are CoOp's defaults
-        epochs: int = Field(100, ge=1)  # ProGrad's base-to-new script (rn50_ep100); CoOp's is 200
-        lam: float = Field(1.0, ge=0)  # λ, the official LOSS.LAMBDA (0.8 for some few-shot runs)
-        kl_temperature: float = Field(1.0, gt=0)  # T, the official LOSS.T
+    Config = ProGradConfig
 
     def zero_shot_logits(self, batch: Batch, classes: ClassSet) -> torch.Tensor:
         """[B, C] = τ·f(x)·(W^hand)ᵀ: the frozen zero-shot teacher (never part of any graph)."""

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from promptlab.methods.base import MethodConfig, PromptMethod
+from promptlab.method_configs import ZeroShotConfig
+from promptlab.methods.base import PromptMethod
 from promptlab.prompts.bank import ClassSet
 
 
@@ -16,8 +17,7 @@ class ZeroShot(PromptMethod):
     name = "zeroshot"
     trainable = False
 
-    class Config(MethodConfig):
-        template: str = "dataset"  # dataset | clip80 | clip7 | a template list of the prompt bank
+    Config = ZeroShotConfig
 
     def text_features(self, classes: ClassSet) -> torch.Tensor:
         return classes.template_features(self.cfg.template, option=f"{self.name}.template")
