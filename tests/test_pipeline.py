@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -92,10 +93,20 @@ def test_dvc_repro_end_to_end_then_noop(tmp_path):
     assert (repo / "models/tiny_clip/open_clip_model.safetensors").stat().st_size > 1_000_000
     assert "zero_shot" in json.loads((repo / "metrics/pretrain.json").read_text())
 
+    # A second repro re-runs only `listing` (always_changed: it is how changes under data.root are seen), whose
+    # files come out the same, so nothing downstream runs.
     second = _sh(dvc + ["repro"], repo)
-    assert "Running stage" not in second
+    assert re.findall(r"Running stage '([^']+)'", second) == ["listing"]
     status = _sh(dvc + ["status"], repo)
-    assert "up to date" in status
+    assert re.findall(r"^(\S+):", status, flags=re.M) == ["listing"] and "always changed" in status
+    # A file added under data.root re-runs that dataset's shard stage and nothing else (the split file does not
+    # name it, so the shards come out the same and nothing downstream runs); removing it does the same.
+    extra = repo / "data/raw/synthetic-shapes/images/extra.png"
+    shutil.copy(next((repo / "data/raw/synthetic-shapes/images").rglob("*.png")), extra)
+    ran = lambda out: re.findall(r"Running stage '([^']+)'", out)  # noqa: E731
+    assert ran(_sh(dvc + ["repro"], repo)) == ["listing", "shard_target@synthetic_shapes"]
+    extra.unlink()
+    assert ran(_sh(dvc + ["repro"], repo)) == ["listing", "shard_target@synthetic_shapes"]
 
     # Determinism: re-running stages from scratch on CPU gives byte-identical outputs (the dvc.lock hashes).
     first = _out_hashes(repo)

@@ -83,15 +83,20 @@ def match_descriptions(names: list[str], entries: dict[str, list[str]], source: 
     return [list(entries[by_key[normalise_key(n)]]) for n in names], unmatched
 
 
+def description_file_path(params: "DescriptionFileParams", root: str, folder: str, dataset: str) -> Path:
+    """prompts.descriptions.file.path with its placeholders filled for one dataset."""
+    try:
+        return Path(params.path.format(root=root, folder=folder, dataset=dataset))
+    except (KeyError, IndexError, ValueError) as exc:
+        raise UserError(f"prompts.descriptions.file.path {params.path!r}: unknown placeholder {exc} "
+                        "(allowed: {root}, {folder}, {dataset})") from None
+
+
 def load_file_descriptions(params: "DescriptionFileParams", root: str, folder: str, dataset: str,
                            names: list[str]) -> tuple[list[list[str]] | None, dict]:
     """(sentences per class, metadata: path, format, sha256 of the file, unmatched keys); (None, metadata) for
     a missing file when if_missing is none."""
-    try:
-        path = Path(params.path.format(root=root, folder=folder, dataset=dataset))
-    except (KeyError, IndexError, ValueError) as exc:
-        raise UserError(f"prompts.descriptions.file.path {params.path!r}: unknown placeholder {exc} "
-                        "(allowed: {root}, {folder}, {dataset})") from None
+    path = description_file_path(params, root, folder, dataset)
     if not path.exists() and params.if_missing == "none":
         return None, {"path": str(path), "format": params.format, "missing": True}
     texts, unmatched = match_descriptions(names, read_description_file(path), str(path))
