@@ -4,8 +4,8 @@ stages depend on that file instead of on data.root itself.
 Why: DVC hashes a directory dependency file by file for every stage that lists it, on every `dvc status`.
 Measured here: 100,000 files (200 MB) listed by 8 stages cost 31 s per no-op `dvc status` and 312 s for the
 first run; CoOp's $DATA holds ~1.6 million files, and 30 stages (shard + descriptions per dataset) read it,
-i.e. hours. The listing stage instead walks each dataset's own folder once per `dvc repro` (a few seconds for
-ImageNet) and writes a digest that changes exactly when the dataset does:
+i.e. hours. The listing stage instead walks each dataset's own folder once per `dvc repro` (1 s per 100,000
+files here, so ~15 s for ImageNet) and writes a digest that changes exactly when the dataset does:
 
 - images (by suffix): relative path and size. Re-encoding an image changes its size; a same-size edit of an
   image is the one change this misses (`dvc repro -f shard@<id>` after such an edit);
@@ -26,37 +26,33 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".
 HASH_LIMIT = 64 * 2**20  # non-image files up to this size are hashed by content
 
 
-def _files(folder: Path) -> list[tuple[str, Path]]:
-    """(relative POSIX path, path) of every file under folder, sorted (never in directory-listing order)."""
-    out = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
-        for name in filenames:
-            path = Path(dirpath) / name
-            out.append((path.relative_to(folder).as_posix(), path))
-    return sorted(out)
-
-
-def _entry(rel: str, path: Path) -> tuple[str, int]:
-    """One line of the digest and the file's size."""
-    size = path.stat().st_size
-    if path.suffix.lower() in IMAGE_SUFFIXES or size > HASH_LIMIT:
-        return f"{rel}\t{size}\n", size
-    return f"{rel}\t{size}\t{hashlib.sha256(path.read_bytes()).hexdigest()}\n", size
+def _walk(folder: str, prefix: str = ""):
+    """(relative POSIX path, os.DirEntry) of every file under folder, in sorted order (never in directory-listing
+    order: each folder's entries sorted by name). os.scandir and plain strings: a Path per file cost 4x more."""
+    with os.scandir(folder) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for entry in entries:
+        rel = prefix + entry.name
+        if entry.is_dir():
+            yield from _walk(entry.path, rel + "/")
+        else:
+            yield rel, entry
 
 
 def folder_listing(folder: str | Path) -> dict:
     """{"folder", "exists", "files", "bytes", "sha256"} of everything under folder (see the module doc)."""
-    folder = Path(folder)
-    if not folder.is_dir():  # the shard stage reports what is missing; the listing only records it
+    if not Path(folder).is_dir():  # the shard stage reports what is missing; the listing only records it
         return {"folder": str(folder), "exists": False}
-    digest, n_bytes, files = hashlib.sha256(), 0, _files(folder)
-    for rel, path in files:
-        line, size = _entry(rel, path)
-        digest.update(line.encode())
-        n_bytes += size
-    return {"folder": str(folder), "exists": True, "files": len(files), "bytes": n_bytes,
-            "sha256": digest.hexdigest()}
+    digest, n_files, n_bytes = hashlib.sha256(), 0, 0
+    for rel, entry in _walk(str(folder)):
+        size = entry.stat().st_size
+        line = f"{rel}\t{size}"
+        if os.path.splitext(entry.name)[1].lower() not in IMAGE_SUFFIXES and size <= HASH_LIMIT:
+            with open(entry.path, "rb") as f:
+                line += "\t" + hashlib.sha256(f.read()).hexdigest()
+        digest.update((line + "\n").encode())
+        n_files, n_bytes = n_files + 1, n_bytes + size
+    return {"folder": str(folder), "exists": True, "files": n_files, "bytes": n_bytes, "sha256": digest.hexdigest()}
 
 
 def file_listing(path: str | Path) -> dict:
