@@ -19,6 +19,7 @@ import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from promptlab.method_configs import METHOD_CONFIGS
 from promptlab.report import (PROTOCOL_TITLES, base2new_reference, domain_shift_reference, is_paper_protocol,
                               markdown_table, protocol_markdown)
 
@@ -112,6 +113,23 @@ def mean_curves(curves: pl.DataFrame) -> pl.DataFrame:
     return curves.group_by(keys).agg(pl.col("value").mean().alias("mean"), pl.len().alias("seeds")).sort(keys)
 
 
+def trains_in_epochs(method: str) -> bool:
+    """Whether a method's logged steps are SGD epochs: its params block has `epochs` (the shared training loop's
+    methods). The linear probe's steps are its search over the regularisation C (one fit per C tried, scored on
+    the val shots), and the zero-shot methods log one step: neither belongs on an epoch axis."""
+    config = METHOD_CONFIGS.get(method)
+    return config is not None and "epochs" in config.model_fields
+
+
+def split_epoch_curves(mean: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    """(the curves of methods that train in epochs, the sorted names of the other methods with more than one
+    logged step: left off the epoch axis)."""
+    methods = mean["method"].unique().to_list()
+    epochs = [m for m in methods if trains_in_epochs(m)]
+    steps = mean.group_by("method").agg(pl.col("step").n_unique()).filter(pl.col("step") > 1)["method"]
+    return mean.filter(pl.col("method").is_in(epochs)), sorted(set(steps) - set(epochs))
+
+
 def plot_curves(mean: pl.DataFrame, colours: dict[str, str], title: str, path: Path) -> None:
     """Loss and accuracy per epoch, one line per method; methods with a single logged step (nothing trained,
     or one epoch) are left out."""
@@ -147,11 +165,20 @@ def write_figures(frames: dict[str, pl.DataFrame], curves: pl.DataFrame, out: st
     mean = mean_curves(curves)
     for (protocol, dataset), part in mean.group_by("protocol", "dataset", maintain_order=True):
         name, title = f"curves_{protocol}_{dataset}.png", f"Training curves: {protocol}, {dataset} (mean over seeds)"
-        plot_curves(part, colours, title, out / name)
-        steps = part.group_by("method").agg(pl.col("step").n_unique()).filter(pl.col("step") < 2)
-        left_out = ", ".join(sorted(steps["method"]))
-        made.append(("curves", title, name, left_out and f"One logged step only, not drawn: {left_out}."))
+        epochs, searches = split_epoch_curves(part)
+        plot_curves(epochs, colours, title, out / name)
+        made.append(("curves", title, name, _curves_note(part, searches)))
     return made
+
+
+def _curves_note(mean: pl.DataFrame, searches: list[str]) -> str:
+    """What a training-curves figure leaves out, and why (`searches`: from split_epoch_curves)."""
+    steps = mean.group_by("method").agg(pl.col("step").n_unique()).filter(pl.col("step") < 2)
+    notes = [f"One logged step only, not drawn: {', '.join(sorted(steps['method']))}."] if steps.height else []
+    if searches:
+        notes.append(f"Not on the epoch axis: {', '.join(searches)} (its logged steps are the values of the "
+                     "regularisation C it tried on the val shots, not epochs).")
+    return " ".join(notes)
 
 
 # --- the results page -----------------------------------------------------------------------------------------------
