@@ -188,6 +188,9 @@ def test_results_page_links_existing_files(figures, tmp_path):
 def test_results_page_content(figures, tmp_path):
     text, _ = _page(figures, tmp_path)
     assert text.startswith("# Results\n")
+    # the headline table comes first, before every protocol section
+    assert text.index("## Headline") < min(text.index(f"## {t}") for t in ("Base-to-new", "Domain shift"))
+    assert "| coop | 60.00 | 45.00 | 51.43 | 50.00 | 55.00 | 45.00 |" in text.split("## Base-to-new")[0]
     assert ("**22 runs** (8 base-to-new, 4 domain shift, 2 cross-dataset transfer, 8 few-shot) of 2 methods "
             "(coop, zeroshot), seeds 1, 2.") in text
     assert "cross-dataset from synthetic to synthetic_shapes; few-shot curves (1, 2 shots) on synthetic." in text
