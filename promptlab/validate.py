@@ -61,7 +61,7 @@ def _run_suite(name: str, df: pl.DataFrame, expectations: list) -> dict:
     return {"suite": name, "success": bool(result.success), "failed": failed, "evaluated": len(result.results)}
 
 
-def _describe(failure: dict) -> str:
+def _failure_text(failure: dict) -> str:
     where = f"({failure['column']})" if failure["column"] else ""
     count = f" {failure['unexpected_count']} rows" if failure["unexpected_count"] else ""
     examples = f" e.g. {', '.join(failure['examples'][:3])}" if failure["examples"] else ""
@@ -72,7 +72,7 @@ def gate(reports: dict | list[dict], path: str | Path | None = None) -> dict | l
     """Write the report(s) to `path` (if given), then raise one UserError naming every failed expectation."""
     if path is not None:
         write_json(path, reports)
-    failures = [f"{r['suite']}: {_describe(f)}" for r in (reports if isinstance(reports, list) else [reports])
+    failures = [f"{r['suite']}: {_failure_text(f)}" for r in (reports if isinstance(reports, list) else [reports])
                 for f in r["failed"]]
     if failures:
         where = f" (report: {path})" if path is not None else ""

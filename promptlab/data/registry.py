@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-READERS = ("split_json", "class_folders", "variant_lists")
+READER_KINDS = ("split_json", "class_folders", "variant_lists")  # datasets.yaml `reader`; the functions: readers.READERS
 CLASS_RULES = ("listed", "present", "numbered")
 
 
@@ -50,8 +50,8 @@ class DatasetSpec:
     hint: str = ""
 
     def __post_init__(self):
-        if self.reader not in READERS:
-            raise ValueError(f"datasets.yaml: {self.id}: unknown reader {self.reader!r} (allowed: {READERS})")
+        if self.reader not in READER_KINDS:
+            raise ValueError(f"datasets.yaml: {self.id}: unknown reader {self.reader!r} (allowed: {READER_KINDS})")
         if self.classes not in CLASS_RULES:
             raise ValueError(f"datasets.yaml: {self.id}: unknown classes rule {self.classes!r}")
 
