@@ -1,5 +1,5 @@
-"""Aggregating per-run metrics into metrics/summary.json (DESIGN.md §6), the report tables (mean ± std over
-seeds, methods as rows), and the published numbers they are compared with under the paper protocol.
+"""Aggregating per-run metrics into metrics/summary.json (shape: docs/architecture.md), the report tables (mean ±
+std over seeds, methods as rows), and the published numbers they are compared with under the paper protocol.
 
 Per run JSON (written by the run stage):
     base2new:     {"protocol": "base2new", "dataset", "method", "seed", "base": {correct,total,acc}, "new": {...}}
@@ -109,7 +109,7 @@ def summarize_few_shot(runs: list[dict]) -> dict:
 
 
 def summarize(runs: list[dict]) -> dict:
-    """metrics/summary.json: one key per protocol (DESIGN.md §6)."""
+    """metrics/summary.json: one key per protocol (shape: docs/architecture.md "metrics/summary.json")."""
     return {"base2new": summarize_base2new(runs), "domain_shift": summarize_transfer(runs, "domain_shift"),
             "cross_dataset": summarize_transfer(runs, "cross_dataset"), "few_shot": summarize_few_shot(runs)}
 

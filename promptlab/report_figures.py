@@ -1,4 +1,4 @@
-"""The report's PNG figures and the results page that shows them (DESIGN.md §6).
+"""The report's PNG figures and the results page that shows them (docs/architecture.md "Report outputs").
 
 Figures are drawn with matplotlib's Agg canvas under matplotlib's default style (a user's matplotlibrc cannot
 change them), at a fixed size and dpi, and saved without the Software/date metadata, so a rerun on the same

@@ -303,7 +303,7 @@ def test_method_configs_name_exactly_the_registered_methods_and_load_without_tor
     assert list(METHOD_CONFIGS) == list(REGISTRY)
     assert all(REGISTRY[name].Config is cfg for name, cfg in METHOD_CONFIGS.items())
     # validating params (every stage's first step) must not import torch: the data, description and report
-    # stages never touch a model, and torch + open_clip cost ~7 s per process on a 2-core machine
+    # stages never touch a model, and torch + open_clip cost ~6 s per process (docs/architecture.md "Start-up cost")
     code = ("import sys; from promptlab.config import validate_params; validate_params({}); "
             "print(sorted(m for m in ('torch', 'open_clip', 'great_expectations') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -1,5 +1,6 @@
-"""Aggregation into summary.json (DESIGN.md §5 aggregation, §6 shape), the report tables (mean ± std over seeds),
-the paper-protocol rule and the published numbers beside ours."""
+"""Aggregation into summary.json (docs/protocols.md "HM and the overall row"; shape: docs/architecture.md), the
+report tables (mean ± std over seeds), the headline table, the paper-protocol rule and the published numbers beside
+ours."""
 
 from __future__ import annotations
 
@@ -433,7 +434,7 @@ def test_paper_protocol_rule():
     assert not is_paper_protocol("ViT-B-16", "openai", ELEVEN, shots=4)
 
 
-def test_reference_numbers_are_methods_md():
+def test_reference_numbers_are_the_published_ones():
     refs = load_references()
     b2n = {m: (r["base"], r["new"], r["hm"]) for m, r in refs["base2new"].items()}
     assert b2n == {"zeroshot": (69.34, 74.22, 71.70), "coop": (82.69, 63.22, 71.66),

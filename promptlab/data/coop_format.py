@@ -1,5 +1,5 @@
 """Reading CoOp-format datasets (image folder + split_zhou JSON), few-shot sampling and the base/new split,
-exactly per DESIGN.md §5. Datasets without a split JSON (ImageNet and its variants, FGVC-Aircraft) are read by
+exactly per docs/protocols.md. Datasets without a split JSON (ImageNet and its variants, FGVC-Aircraft) are read by
 readers.py into the same `dict[split, list[Item]]`."""
 
 from __future__ import annotations

@@ -87,7 +87,7 @@ def _load() -> dict[str, DatasetSpec]:
 
 
 DATASETS: dict[str, DatasetSpec] = _load()
-# Dataset ids -> where they live under data.root (CoOp's $DATA layout, DESIGN.md §5), how their items are read
+# Dataset ids -> where they live under data.root (CoOp's $DATA layout, docs/architecture.md), how their items are read
 # and their hand-crafted template (CoOp's CUSTOM_TEMPLATES). `test_only` datasets have no train/val and serve as
 # domain-shift targets.
 REAL_DATASETS: list[str] = [k for k, spec in DATASETS.items() if not spec.generated]
