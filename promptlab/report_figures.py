@@ -19,7 +19,7 @@ import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from promptlab.method_configs import METHOD_CONFIGS
+from promptlab.methods import methods
 from promptlab.report import (HEADLINE_LEGEND, PROTOCOL_TITLES, base2new_reference, domain_shift_reference,
                               headline_markdown, is_paper_protocol, markdown_table, protocol_markdown)
 
@@ -117,7 +117,8 @@ def trains_in_epochs(method: str) -> bool:
     """Whether a method's logged steps are SGD epochs: its params block has `epochs` (the shared training loop's
     methods). The linear probe's steps are its search over the regularisation C (one fit per C tried, scored on
     the val shots), and the zero-shot methods log one step: neither belongs on an epoch axis."""
-    config = METHOD_CONFIGS.get(method)
+    spec = methods().get(method)
+    config = spec.config if spec else None
     return config is not None and "epochs" in config.model_fields
 
 

@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from promptlab.method_configs import METHOD_CONFIGS, TrainConfig
+from promptlab.methods import methods
+from promptlab.methods.base_config import TrainConfig
+
+METHOD_CONFIGS = {name: spec.config for name, spec in methods().items()}
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 SHARED = set(TrainConfig.model_fields) - {"epochs", "batch_size", "lr"}  # the loop's defaults: baselines.md
