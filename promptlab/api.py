@@ -39,7 +39,7 @@ class PromptClassifier:
         features encoded here, as the prompts stage would)."""
         with torch.no_grad():
             classes = build_class_set(self.clip.text, classnames, template, descriptions=descriptions)
-        return load_prompt(self.run_dir, self.clip), classes
+        return load_prompt(self.run_dir, self.clip), classes.to(self.clip.device)
 
     @torch.no_grad()
     def logits(self, images: list, classnames: list[str], template: str = "a photo of a {}.",
@@ -47,7 +47,7 @@ class PromptClassifier:
         """PIL images -> logits [N, C] = τ·cos(image, class) with the model's own test preprocessing."""
         method, classes = self.method_for(classnames, template, descriptions)
         pixels = torch.stack([self.clip.loaded.preprocess(im) for im in images])  # [N, 3, H, W]
-        glob, patches = encode_images(self.clip.loaded.model, pixels, patches=method.needs_patches)
+        glob, patches = encode_images(self.clip.loaded.model, pixels.to(self.clip.device), patches=method.needs_patches)
         batch = Batch(F.normalize(glob, dim=-1), torch.zeros(len(images), dtype=torch.long), patches)
         return method.logits(batch, classes, method.precompute(classes))
 

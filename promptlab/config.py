@@ -36,7 +36,7 @@ class ModelParams(StrictModel):
 
 
 class WorldParams(StrictModel):
-    """The embedded synthetic world (DESIGN.md §4)."""
+    """The embedded synthetic world (docs/architecture.md "Raw data")."""
 
     seed: int = 0
     image_size: int = Field(32, ge=8)
@@ -86,7 +86,7 @@ class DataParams(StrictModel):
 
 class FeatureParams(StrictModel):
     batch_size: int = Field(256, ge=1)
-    train_views: int = Field(4, ge=1)  # augmented views per training image, each encoded once (DESIGN.md §7)
+    train_views: int = Field(4, ge=1)  # augmented views per training image, each encoded once (docs/protocols.md)
     crop_scale_min: float = Field(0.08, gt=0, le=1)  # CoOp's random-resized-crop scale range is (0.08, 1)
     seed: int = 0
     patches: bool = True  # also store projected patch tokens
@@ -95,7 +95,7 @@ class FeatureParams(StrictModel):
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
 
 
-# CuPL's five questions (METHODS.md "LLM description banks"); {} is the class name.
+# CuPL's five questions (docs/methods/baselines.md "cupl"); {} is the class name.
 CUPL_QUESTIONS = ["Describe what a {} looks like", "How can you identify a {}?", "What does a {} look like?",
                   "Describe an image from the internet of a {}", "A caption of an image of a {}:"]
 

@@ -42,14 +42,14 @@ The logits are computed from [B, C] matrix products without building [B, C, D] w
 f·(t_c ⊙ g_b) = ((f ⊙ g) tᵀ)_bc and ‖t_c ⊙ g_b‖² = (g² (t²)ᵀ)_bc with g = 1 + G a; for `add`/`concat`,
 ‖t'_c + u_b‖² = ‖t'_c‖² + 2 t'_c·u_b + ‖u_b‖².
 
-Our reading of the paper: it combines AAPE with the text template inside its prompt pipeline; we combine in
-the joint embedding space (no text-encoder call at all). Its "CLIP reward" is a CLIP score between image and
-summary; our default makes it contrastive over the batch (ρ = CLIP's logit scale unless reward_scale is set),
-reward="score" is the plain CLIP-score form. Open choices exposed as fields: heads, attention scale and
-whether it learns, value projection, generator width, distance, reward negatives, combination, template
-source, G's init. W_q, W_k (and W_v) start as identity maps, so the untrained summary attends by CLIP
-similarity between image and sentence. Optimisation defaults are the CoOp family's (SGD lr 0.002, batch 32);
-the paper's epoch count is not known to us, we use CoCoOp's 10.
+Our reading of the paper (docs/methods/aape.md): it combines AAPE with the text template inside its prompt
+pipeline; we combine in the joint embedding space (no text-encoder call at all). Its "CLIP reward" is a CLIP
+score between image and summary; our default makes it contrastive over the batch (ρ = CLIP's logit scale
+unless reward_scale is set), reward="score" is the plain CLIP-score form. Open choices exposed as fields:
+heads, attention scale and whether it learns, value projection, generator width, distance, reward negatives,
+combination, template source, G's init. W_q, W_k (and W_v) start as identity maps, so the untrained summary
+attends by CLIP similarity between image and sentence. Optimisation defaults are the CoOp family's (SGD lr
+0.002, batch 32); the paper's epoch count is not known to us, we use CoCoOp's 10.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ Why these scales and positions (each measured inert otherwise, see the tests):
 - the generator is trained on sampled latents, so inference averages `eval_samples` = 20 sampled predictions
   (the paper's S = 20); `inference: mean` feeds r_c = μ(e_c) instead.
 
-Loss (our reading of the ELBO + regulariser):
+Loss (our reading of the ELBO + regulariser, docs/methods/pbprompt.md):
     L = −(1/S) Σ_s log p(y | x, r^(s)) + β_kl · mean_c KL(q(r_c) ‖ p(r_c)) + η · T(u, g; p)
 with T = conditional transport (`transport: ct`) or entropic OT (`ot`, log-domain Sinkhorn), both in
 promptlab/methods/pbprompt/transport.py, between the image's projected patch tokens u_m [P, D] (weights 1/P)
