@@ -37,7 +37,7 @@ def _batch(n=8, seed=0, d=128):
 def test_defaults():
     cfg = AAPE.Config()
     assert (cfg.lr, cfg.batch_size, cfg.lam, cfg.mu, cfg.combine, cfg.distill, cfg.reward) == \
-        (0.002, 32, 1.0, 1.0, "gate", "l2", "contrastive")
+        (0.02, 32, 0.1, 1.0, "gate", "l2", "contrastive")
     assert (cfg.reward_negatives, cfg.attn_scale, cfg.learn_attn_scale) == ("other_classes", None, True)
 
 

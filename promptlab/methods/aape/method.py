@@ -48,8 +48,9 @@ score between image and summary; our default makes it contrastive over the batch
 unless reward_scale is set), reward="score" is the plain CLIP-score form. Open choices exposed as fields:
 heads, attention scale and whether it learns, value projection, generator width, distance, reward negatives,
 combination, template source, G's init. W_q, W_k (and W_v) start as identity maps, so the untrained summary
-attends by CLIP similarity between image and sentence. Optimisation defaults are the CoOp family's (SGD lr
-0.002, batch 32); the paper's epoch count is not known to us, we use CoCoOp's 10.
+attends by CLIP similarity between image and sentence. Optimisation: the CoOp family's SGD, batch 32, at
+lr 0.02 (10× theirs: G starts at 0 and moves slowly); the paper's epoch count is not known to us, we use
+CoCoOp's 10.
 """
 
 from __future__ import annotations
