@@ -41,10 +41,11 @@ evaluation is reproducible and leaves the global RNG alone; `mean` uses r_c = μ
 σ are functions of e_c. A deterministic method (stochastic: false) always uses the mean.
 
 Our reading (the paper's details were not available; every choice is a Config field): e_c = hand-template
-feature; residual μ; η = 1 ("ELBO + CT"); τ_ct = 0.1; p_c detached in T; the sampled prediction averages
-probabilities. Cost: each step encodes S·C prompts in one text-encoder call; T holds [S·B, P, C·M] tensors,
-and `ot` back-propagates through its ot_iters unrolled Sinkhorn iterations (memory × ot_iters: prefer `ct`
-for many classes); sampled inference encodes eval_samples·C prompts once per class set.
+feature; residual μ; η = 0.1 (measured: the unweighted "ELBO + CT", η = 1, lost 1.8 HM); τ_ct = 0.1; p_c
+detached in T; the sampled prediction averages probabilities. Cost: each step encodes S·C prompts in one
+text-encoder call; T holds [S·B, P, C·M] tensors, and `ot` back-propagates through its ot_iters unrolled
+Sinkhorn iterations (memory × ot_iters: prefer `ct` for many classes); sampled inference encodes
+eval_samples·C prompts once per class set.
 """
 
 from __future__ import annotations
