@@ -18,7 +18,7 @@ class AAPEConfig(TrainConfig):
     # 10x the CoOp family's 0.002: G starts at 0 and its steps scale with |a(x)|·|f| (~0.1 per dim), so at
     # 0.002 the gate barely leaves identity in 10 epochs (HM 50.51 vs 50.69 at 0.02; 0.1: 49.55)
     lr: float = Field(0.02, gt=0)
-    lam: float = Field(0.1, ge=0)  # λ, distillation weight (measured: 0.1 beat 1.0 by 0.2 HM, 0 lost 1.0)
+    lam: float = Field(0.1, ge=0)  # λ, distillation weight (measured: 0.1 beat 1.0 by 0.2 HM; 0 lost 2.1)
     mu: float = Field(1.0, ge=0)  # μ, reward weight
     distill: Literal["l2", "cos"] = "l2"
     reward: Literal["contrastive", "score"] = "contrastive"
