@@ -34,7 +34,7 @@ class PBPromptConfig(TrainConfig):
     beta_kl: float | None = Field(None, ge=0)  # KL weight; None: C/N = 1/shots, the exact per-image ELBO
     train_samples: int = Field(1, ge=1)  # S Monte Carlo samples per training step
     transport: Literal["ct", "ot", "none"] = "ct"  # none: "B-Prompt"
-    eta: float = Field(0.1, ge=0)  # η, the weight of T (measured best: HM 46.01 vs 44.20 at 1.0, seeds 1-3)
+    eta: float = Field(0.1, ge=0)  # η, the weight of T (measured best: HM 46.02 vs 44.21 at 1.0, seeds 1-3)
     tau_ct: float = Field(0.1, gt=0)  # navigator temperature of CT
     detach_ct_weights: bool = True  # p_c enters T as fixed weights (no gradient through the classifier)
     ot_eps: float = Field(0.05, gt=0)  # entropic OT ε
