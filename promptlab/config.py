@@ -107,6 +107,8 @@ class FeatureParams(StrictModel):
     num_workers: int = Field(0, ge=0)  # DataLoader processes decoding shards ahead of the image tower (GPU)
     # image tower under autocast: bf16 (or fp16) on a GPU; fp32 on CPU (the default, byte-identical reruns)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # processes encoding shares of the shards under torchrun, merged into byte-identical files (1: this process)
+    nproc: int = Field(1, ge=1)
 
 
 # CuPL's five questions (METHODS.md "LLM description banks"); {} is the class name.

@@ -4,6 +4,7 @@ fresh git repo like a clone."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 DVC = [sys.executable, "-m", "dvc"]
@@ -42,7 +44,7 @@ def merge(base: dict, over: dict) -> dict:
 def make_repo(path: Path, params: dict) -> Path:
     """A git + DVC repo at `path` holding the project's code, dvc.yaml and `params` as params.yaml."""
     path.mkdir(parents=True)
-    for name in ("dvc.yaml", ".gitignore"):
+    for name in ("dvc.yaml", ".gitignore", ".dvcignore"):
         shutil.copy(REPO / name, path / name)
     for name in ("stages", "promptlab"):
         shutil.copytree(REPO / name, path / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
@@ -62,3 +64,33 @@ def lock_stages(repo: Path) -> dict:
 def out_hashes(repo: Path) -> dict[str, str]:
     """{output path: md5} of every stage output recorded in dvc.lock."""
     return {o["path"]: o["md5"] for stage in lock_stages(repo).values() for o in stage.get("outs", [])}
+
+
+# CoOp's EuroSAT classes as its split file names them (CoOp's own count, 10, is checked by the shard stage)
+EUROSAT = ["Annual Crop Land", "Forest", "Herbaceous Vegetation Land", "Highway or Road", "Industrial Buildings",
+           "Pasture Land", "Permanent Crop Land", "Residential Buildings", "River", "Sea or Lake"]
+
+
+def eurosat_root(root: Path) -> Path:
+    """A miniature CoOp EuroSAT: split_zhou JSON, 2 train, 1 val, 1 test 8x8 PNG per class. CuPL has no EuroSAT
+    file, so the paper config's descriptions (if_missing: none) give it no description bank."""
+    folder = root / "eurosat"
+    split = {}
+    for s, n in (("train", 2), ("val", 1), ("test", 1)):
+        split[s] = [[f"c{label}/{s}{k}.png", label, c] for label, c in enumerate(EUROSAT) for k in range(n)]
+        for rel, label, _ in split[s]:
+            path = folder / "2750" / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (8, 8), (25 * label, 80 * len(rel) % 256, 90)).save(path)
+    (folder / "split_zhou_EuroSAT.json").write_text(json.dumps(split))
+    return root
+
+
+def random_checkpoint(path: Path) -> Path:
+    """A small random ViT CLIP (the project's 32-px config, seed 1: not the pipeline's tiny CLIP) as safetensors."""
+    from promptlab.clip.model import build_untrained
+    from promptlab.clip.pretrain import save_checkpoint
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(build_untrained("promptlab-tiny", seed=1), path)
+    return path

@@ -1,6 +1,6 @@
 """The documented paper switch (`cp configs/paper.yaml params.yaml && dvc repro`) through DVC itself: no stage
 of the embedded world or the tiny CLIP exists, and a repro on a miniature CoOp-format root with a local open_clip
-checkpoint runs exactly model, listing, shard, descriptions, features, prompts, run and report."""
+checkpoint runs exactly model, method_code, listing, shard, descriptions, features, prompts, run and report."""
 
 from __future__ import annotations
 
@@ -11,39 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from PIL import Image
 
-from dvc_helpers import DVC, REPO, lock_stages, make_repo, merge, sh, stages_run
-
-# CoOp's EuroSAT classes as its split file names them (CoOp's own count, 10, is checked by the shard stage)
-EUROSAT = ["Annual Crop Land", "Forest", "Herbaceous Vegetation Land", "Highway or Road", "Industrial Buildings",
-           "Pasture Land", "Permanent Crop Land", "Residential Buildings", "River", "Sea or Lake"]
-
-
-def _eurosat_root(root: Path) -> Path:
-    """A miniature CoOp EuroSAT: split_zhou JSON, 2 train, 1 val, 1 test 8x8 PNG per class. CuPL has no EuroSAT
-    file, so the paper config's descriptions (if_missing: none) give it no description bank."""
-    folder = root / "eurosat"
-    split = {}
-    for s, n in (("train", 2), ("val", 1), ("test", 1)):
-        split[s] = [[f"c{label}/{s}{k}.png", label, c] for label, c in enumerate(EUROSAT) for k in range(n)]
-        for rel, label, _ in split[s]:
-            path = folder / "2750" / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.new("RGB", (8, 8), (25 * label, 80 * len(rel) % 256, 90)).save(path)
-    (folder / "split_zhou_EuroSAT.json").write_text(json.dumps(split))
-    return root
-
-
-def _random_checkpoint(path: Path) -> Path:
-    """A small random ViT CLIP (the project's 32-px config, seed 1: not the pipeline's tiny CLIP) as safetensors."""
-    from promptlab.clip.model import build_untrained
-    from promptlab.clip.pretrain import save_checkpoint
-
-    path.parent.mkdir(parents=True)
-    save_checkpoint(build_untrained("promptlab-tiny", seed=1), path)
-    return path
-
+from dvc_helpers import DVC, REPO, eurosat_root, lock_stages, make_repo, merge, random_checkpoint, sh, stages_run
 
 def _paper_params(data_root: Path, checkpoint: Path) -> dict:
     """configs/paper.yaml made small: one dataset, cpu, one seed, 2 shots, two cheap methods, one epoch."""
@@ -64,7 +33,7 @@ def test_paper_config_generates_no_embedded_stage(tmp_path):
     repo = make_repo(tmp_path / "repo", yaml.safe_load((REPO / "configs/paper.yaml").read_text()))
     names = re.findall(r"^(\S+)", sh(DVC + ["stage", "list"], repo), flags=re.M)
     kinds = {n.split("@")[0] for n in names}
-    assert kinds == {"model", "listing", "shard", "shard_target", "features", "features_target", "descriptions",
+    assert kinds == {"model", "method_code", "listing", "shard", "shard_target", "features", "features_target", "descriptions",
                      "descriptions_target", "prompts", "prompts_target", "run", "report"}
     assert len([n for n in names if n.startswith("run@")]) == 10
     dag = sh(DVC + ["dag", "--md"], repo)
@@ -73,12 +42,12 @@ def test_paper_config_generates_no_embedded_stage(tmp_path):
 
 @pytest.mark.slow  # about 2 minutes on a busy 2-core machine: 8 stage processes, 4 of them import torch
 def test_paper_config_repro_runs_only_real_data_stages(tmp_path):
-    root = _eurosat_root(tmp_path / "coop-data")
-    checkpoint = _random_checkpoint(tmp_path / "weights" / "vit.safetensors")
+    root = eurosat_root(tmp_path / "coop-data")
+    checkpoint = random_checkpoint(tmp_path / "weights" / "vit.safetensors")
     repo = make_repo(tmp_path / "repo", _paper_params(root, checkpoint))
     ran = stages_run(sh(DVC + ["repro"], repo))
 
-    expected = ["model", "listing", "shard@eurosat", "descriptions@eurosat", "features@eurosat", "prompts@eurosat", "run@zeroshot",
+    expected = ["model", "method_code", "listing", "shard@eurosat", "descriptions@eurosat", "features@eurosat", "prompts@eurosat", "run@zeroshot",
                 "run@coop", "report"]
     assert sorted(ran) == sorted(expected) and ran[-1] == "report"
     lock = lock_stages(repo)
