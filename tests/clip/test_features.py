@@ -91,5 +91,6 @@ def test_autocast_precision_stays_close_to_fp32_and_logs_progress(loaded_clip, t
     assert cos.min() > 0.99
     assert torch.allclose(low["patches"].float(), ref["patches"].float(), atol=0.05 * ref["patches"].abs().max())
     counts = [int(line.split(": ")[1].split("/")[0]) for line in lines]
-    assert counts == [3, 4, 7, 8, 10] and all(  # batches of 3 cut per shard: shards of 4, 4, 2line.startswith(f"{tmp_path.name}/test: ") for line in lines)
+    assert counts == [3, 4, 7, 8, 10]  # batches of 3 cut per shard: shards of 4, 4, 2
+    assert all(line.startswith(f"{tmp_path.name}/test: ") for line in lines)
     assert lines[-1].startswith(f"{tmp_path.name}/test: 10/10 images, ") and lines[-1].endswith(" images/s")
