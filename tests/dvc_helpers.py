@@ -71,12 +71,12 @@ EUROSAT = ["Annual Crop Land", "Forest", "Herbaceous Vegetation Land", "Highway 
            "Pasture Land", "Permanent Crop Land", "Residential Buildings", "River", "Sea or Lake"]
 
 
-def eurosat_root(root: Path) -> Path:
-    """A miniature CoOp EuroSAT: split_zhou JSON, 2 train, 1 val, 1 test 8x8 PNG per class. CuPL has no EuroSAT
-    file, so the paper config's descriptions (if_missing: none) give it no description bank."""
+def eurosat_root(root: Path, test: int = 1) -> Path:
+    """A miniature CoOp EuroSAT: split_zhou JSON, 2 train, 1 val, `test` test 8x8 PNG per class. CuPL has no
+    EuroSAT file, so the paper config's descriptions (if_missing: none) give it no description bank."""
     folder = root / "eurosat"
     split = {}
-    for s, n in (("train", 2), ("val", 1), ("test", 1)):
+    for s, n in (("train", 2), ("val", 1), ("test", test)):
         split[s] = [[f"c{label}/{s}{k}.png", label, c] for label, c in enumerate(EUROSAT) for k in range(n)]
         for rel, label, _ in split[s]:
             path = folder / "2750" / rel

@@ -108,3 +108,15 @@ def test_import_walk_on_a_toy_package(tmp_path):
     assert got == {"stages/s.py", "promptlab/sub/__init__.py", "promptlab/sub/a.py", "promptlab/sub/b.py",
                    "promptlab/c.py", "promptlab/lazy.py"}
     assert imported_modules(tmp_path / "promptlab/c.py", tmp_path) == {"promptlab.lazy"}  # `name` is no module
+
+
+def test_features_params_are_what_decides_the_features():
+    """Every features key is a params dependency of the features stages except the two that only say how fast
+    (byte-identical outputs); the CLIP stages track the weights, not the device."""
+    from promptlab.config import FeatureParams
+
+    declared = set(STAGES["features"]["params"])
+    assert declared == {"model.name", "model.pretrained"} | {f"features.{k}" for k in FeatureParams.model_fields
+                                                             if k not in ("num_workers", "nproc")}
+    for name in ("features", "prompts", "run"):
+        assert "model" not in STAGES[name]["params"] and "model.device" not in STAGES[name]["params"]

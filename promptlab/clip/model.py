@@ -37,7 +37,9 @@ def load_clip(name: str, pretrained: str | None, device: str = "cpu") -> LoadedC
         raise UserError(f"model.pretrained: checkpoint not found: {pretrained}")
     if pretrained == "openai" and "quickgelu" not in name.lower():
         warnings.warn(f"OpenAI weights were trained with QuickGELU: use '{name}-quickgelu', not '{name}'")
-    model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # pretrained null: the same random init in every process (e.g. torchrun ranks)
+        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=device)
     model.eval().requires_grad_(False)
     return LoadedCLIP(model, preprocess, open_clip.get_tokenizer(name), name)
 
