@@ -61,6 +61,20 @@ class PretrainParams(StrictModel):
     hard_batch_colours: int = Field(2, ge=0, le=8)  # every other batch from this many colours only (0 = off)
 
 
+class EmbeddedParams(StrictModel):
+    """The toy parts the pipeline builds for itself, each a DVC matrix stage over a one-name list: [] generates
+    no stage (real data and a real CLIP, configs/paper.yaml). See docs/pipeline.md."""
+
+    world: list[Literal["synthetic"]] = Field(["synthetic"], max_length=1)  # stage world@synthetic -> data/raw
+    clip: list[Literal["promptlab-tiny"]] = Field(["promptlab-tiny"], max_length=1)  # pretrain@promptlab-tiny
+    # The file the always-present `listing` stage waits for (DVC orders stages by files alone): the world's
+    # summary when the pipeline builds data.root, else any file that exists (params.yaml).
+    after_world: str = "data/raw/world.json"
+    # The file the `model` stage waits for and hashes: the checkpoint when model.pretrained is a local file
+    # (the tiny CLIP's when stage pretrain builds it), params.yaml for an open_clip tag (nothing to wait for).
+    after_clip: str = "models/tiny_clip/open_clip_model.safetensors"
+
+
 class DataParams(StrictModel):
     root: str = "data/raw"  # (contract) a folder laid out like CoOp's $DATA
     datasets: list[str] = ["synthetic"]  # (contract) dataset ids trained and evaluated base-to-new
@@ -93,6 +107,8 @@ class FeatureParams(StrictModel):
     num_workers: int = Field(0, ge=0)  # DataLoader processes decoding shards ahead of the image tower (GPU)
     # image tower under autocast: bf16 (or fp16) on a GPU; fp32 on CPU (the default, byte-identical reruns)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # processes encoding shares of the shards under torchrun, merged into byte-identical files (1: this process)
+    nproc: int = Field(1, ge=1)
 
 
 # CuPL's five questions (docs/methods/baselines.md "cupl"); {} is the class name.
@@ -312,6 +328,7 @@ def _build_params_model() -> type[StrictModel]:
             "protocols_use_sharded_datasets": model_validator(mode="after")(_protocols_use_sharded_datasets),
         },
         model=(ModelParams, ModelParams()),
+        embedded=(EmbeddedParams, EmbeddedParams()),
         world=(WorldParams, WorldParams()),
         pretrain=(PretrainParams, PretrainParams()),
         data=(DataParams, DataParams()),
