@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import re
 import sys
 from pathlib import Path
 
@@ -209,8 +210,15 @@ def load_image(path: Path, decode: bool = True) -> bytes:
         try:
             decode_image(data)
         except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, ... for broken files
-            raise BadImage(f"unreadable ({type(exc).__name__}: {exc})") from None
+            raise BadImage(f"unreadable ({type(exc).__name__}: {stable_message(exc)})") from None
     return data
+
+
+def stable_message(exc: Exception) -> str:
+    """The exception's text without object reprs or memory addresses: PIL names the buffer it read as
+    `<_io.BytesIO object at 0x7f…>`, which would change skipped.csv (a DVC output) on every run."""
+    text = re.sub(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>", "", str(exc))
+    return re.sub(r"0x[0-9a-fA-F]{6,}", "0x…", text).strip()
 
 
 def _stderr(line: str) -> None:
