@@ -33,7 +33,16 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def looks_like_path(pretrained: str) -> bool:
+    """model.pretrained names a local file (not an open_clip tag such as "openai")."""
+    return "/" in pretrained or pretrained.endswith((".safetensors", ".pt", ".pth", ".bin"))
+
+
 class ModelParams(StrictModel):
+    """The CLIP every model stage loads. The name/tag combination, the QuickGELU match of OpenAI weights and the
+    device are checked by promptlab.clip.model.check_model (it needs open_clip and torch) at the world and
+    pretrain stages, the first a fresh `dvc repro` runs; a missing checkpoint file by load_params, below."""
+
     name: str = "promptlab-tiny"  # open_clip architecture name or the project's own config name
     pretrained: str | None = None  # open_clip tag ("openai", ...), a local checkpoint path, or null
     device: str = "cpu"
@@ -367,4 +376,40 @@ def load_params(path: str | Path = "params.yaml"):
         raise UserError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
     if raw is not None and not isinstance(raw, dict):
         raise UserError(f"{path}: top level must be a mapping of sections")
-    return validate_params(raw, str(path))
+    params = validate_params(raw, str(path))
+    check_checkpoint_path(params.model.pretrained, path.parent / "dvc.yaml", str(path))
+    return params
+
+
+def check_checkpoint_path(pretrained: str | None, dvc_yaml: Path, source: str = "params.yaml") -> None:
+    """A model.pretrained file that is missing and that no stage of the pipeline (dvc.yaml beside the params
+    file) writes stops every stage at once, before world/pretrain/shard spend minutes: the features stage would
+    only find out at the end. A path inside a stage's output (the default, models/tiny_clip/..., is the pretrain
+    stage's) may be missing until that stage runs; the stage loading it names it then."""
+    if not pretrained or not looks_like_path(pretrained) or Path(pretrained).is_file():
+        return
+    if any(_inside(pretrained, out) for out in pipeline_outputs(dvc_yaml)):
+        return
+    raise UserError(f"{source}: model.pretrained: checkpoint not found: {pretrained} (no stage of {dvc_yaml.name} "
+                    "writes it; give an existing file, an open_clip tag such as 'openai', or null)")
+
+
+def pipeline_outputs(dvc_yaml: Path) -> list[str]:
+    """Every `outs` path of dvc.yaml's stages (matrix placeholders `${...}` left in); [] without a dvc.yaml."""
+    if not dvc_yaml.is_file():
+        return []
+    stages = (yaml.safe_load(dvc_yaml.read_text()) or {}).get("stages") or {}
+    outs = []
+    for stage in stages.values():
+        for out in (stage or {}).get("outs") or []:
+            outs.extend(out if isinstance(out, dict) else [out])
+    return [str(o) for o in outs]
+
+
+def _inside(path: str, out: str) -> bool:
+    """`path` is `out` or lies under it; a `${...}` placeholder in `out` matches any one path segment."""
+    import re
+
+    pattern = "/".join("[^/]+" if re.fullmatch(r".*\$\{[^}]*\}.*", part) else re.escape(part)
+                       for part in Path(out).as_posix().split("/"))
+    return re.match(rf"(\./)?{pattern}(/|$)", Path(path).as_posix()) is not None
