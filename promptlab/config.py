@@ -7,24 +7,35 @@ wrong type or an unknown method/dataset name stops the stage with one line namin
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model,
+                      field_validator, model_validator)
 
 from promptlab.errors import UserError
 
 
-def _check_dataset_id(dataset_id: str) -> str:
-    from promptlab.data.registry import DATASETS
+def _known_specs(info: ValidationInfo | None) -> dict:
+    """The built-in datasets and the data.custom_datasets of the params being validated (validated before the
+    keys that name datasets; validate_params passes them in the validation context)."""
+    from promptlab.data.registry import BUILTIN
 
-    if dataset_id not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset_id!r} (allowed: {', '.join(sorted(DATASETS))})")
+    custom = (info.context or {}).get("custom_datasets", {}) if info is not None else {}
+    return {**BUILTIN, **custom}
+
+
+def _check_dataset_id(dataset_id: str, info: ValidationInfo) -> str:
+    known = _known_specs(info)
+    if dataset_id not in known:
+        raise ValueError(f"unknown dataset {dataset_id!r} (allowed: {', '.join(sorted(known))}; your own: declare "
+                         "it under data.custom_datasets)")
     return dataset_id
 
 
-DatasetId = Annotated[str, AfterValidator(_check_dataset_id)]  # a dataset id of data/datasets.yaml
+DatasetId = Annotated[str, AfterValidator(_check_dataset_id)]  # a datasets.yaml or data.custom_datasets id
 
 
 class StrictModel(BaseModel):
@@ -74,7 +85,46 @@ class PretrainParams(StrictModel):
     hard_batch_colours: int = Field(2, ge=0, le=8)  # every other batch from this many colours only (0 = off)
 
 
+SPLIT_NAMES = Literal["train", "val", "test"]
+
+
+class CustomDatasetParams(StrictModel):
+    """A dataset of your own (or a cut-down copy of one of CoOp's) under data.root, read by the same readers as
+    the built-in ones: either a split_zhou JSON (`split`) or one folder per class in each split folder
+    (`split_folders`; the class folders' names are the class names). README "Your own dataset"."""
+
+    folder: str  # the dataset's folder under data.root
+    images: str = "images"  # its image folder (inside `folder`); split entries / split folders are relative to it
+    split: str | None = None  # a split_zhou JSON in `folder`: {"train": [[path, label, classname], ...], ...}
+    split_folders: dict[SPLIT_NAMES, str] | None = None  # class-folder layout: split -> folder under `images`
+    template: str = "a photo of a {}."  # the hand-crafted prompt (zero-shot, KgCoOp/ProGrad's teacher, ...)
+    rename: dict[str, str] = {}  # raw class name -> the name prompted (then `_` -> space)
+    n_classes: int | None = Field(None, ge=1)  # the class count to insist on (null: whatever the data has)
+    relabel: bool = False  # renumber the labels present 0..N-1 (a split file cut down to a class subset)
+    val_from_train: bool = False  # no val split: draw the few-shot val from train, disjoint from the shots
+    test_only: bool = False  # test split only: a domain-shift or cross-dataset target (data.eval_datasets)
+
+    @field_validator("template")
+    @classmethod
+    def _template_names_the_class(cls, template: str) -> str:
+        return _one_placeholder(template)
+
+    @model_validator(mode="after")
+    def _one_layout(self):
+        if (self.split is None) == (self.split_folders is None):
+            raise ValueError("give exactly one of split (a split_zhou JSON) or split_folders (class folders)")
+        needed = ["test"] if self.test_only else ["train", "test"]
+        missing = [s for s in needed if s not in (self.split_folders or {s: ""})]
+        if missing:
+            raise ValueError(f"split_folders needs {' and '.join(missing)}")
+        if self.split_folders is not None and self.relabel:
+            raise ValueError("relabel is for split files (class folders are numbered 0..N-1 already)")
+        return self
+
+
 class DataParams(StrictModel):
+    # datasets of your own, {id: {...}}: usable in every key below that names datasets (validated first)
+    custom_datasets: dict[str, CustomDatasetParams] = {}
     root: str = "data/raw"  # (contract) a folder laid out like CoOp's $DATA
     datasets: list[str] = ["synthetic"]  # (contract) dataset ids trained and evaluated base-to-new
     shots: int = Field(16, ge=1)  # (contract)
@@ -86,15 +136,34 @@ class DataParams(StrictModel):
     # record it in the shards' skipped.csv and the validation report (skip); few-shot draws avoid skipped items
     bad_images: Literal["error", "skip"] = "error"
 
+    @field_validator("custom_datasets")
+    @classmethod
+    def _register_for_validation(cls, custom: dict[str, CustomDatasetParams], info: ValidationInfo):
+        from promptlab.data.registry import BUILTIN
+
+        for i in custom:
+            if i in BUILTIN:
+                raise ValueError(f"{i!r} is a built-in dataset id: give your own data its own id")
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", i):
+                raise ValueError(f"dataset id {i!r}: letters, digits, _ and - only (it names folders)")
+        if info.context is not None:
+            info.context["custom_datasets"] = custom_specs(custom)
+        return custom
+
     @field_validator("datasets")
     @classmethod
-    def _known_datasets(cls, ids: list[str]) -> list[str]:
-        from promptlab.data.registry import DATASETS
-
+    def _known_datasets(cls, ids: list[str], info: ValidationInfo) -> list[str]:
         for i in ids:
-            if _check_dataset_id(i) and DATASETS[i].test_only:
+            if _check_dataset_id(i, info) and _known_specs(info)[i].test_only:
                 raise ValueError(f"{i!r} is a test-only dataset (use it as an eval.domain_shift target)")
         return ids
+
+
+def custom_specs(custom: dict[str, CustomDatasetParams]) -> dict:
+    """data.custom_datasets -> {id: DatasetSpec} (promptlab.data.registry; torch-free)."""
+    from promptlab.data.registry import custom_spec
+
+    return {i: custom_spec(i, **c.model_dump()) for i, c in custom.items()}
 
 
 class FeatureParams(StrictModel):
@@ -167,8 +236,6 @@ class OpenAIParams(StrictModel):
     @field_validator("api_key_env")
     @classmethod
     def _a_variable_name(cls, name: str | None) -> str | None:
-        import re
-
         if name is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):  # never echo it: may be a key
             raise ValueError("must be the NAME of an environment variable (letters, digits, _), not the key")
         return name
@@ -360,10 +427,15 @@ def _format_error(err: ValidationError, source: str) -> str:
 
 
 def validate_params(raw: dict, source: str = "params.yaml"):
+    """Validated params; their data.custom_datasets become lookups of promptlab.data.registry.DATASETS."""
+    from promptlab.data.registry import use_custom
+
     try:
-        return params_model().model_validate(raw or {})
+        params = params_model().model_validate(raw or {}, context={})
     except ValidationError as err:
         raise UserError(_format_error(err, source)) from None
+    use_custom(custom_specs(params.data.custom_datasets))
+    return params
 
 
 def load_params(path: str | Path = "params.yaml"):
@@ -408,7 +480,6 @@ def pipeline_outputs(dvc_yaml: Path) -> list[str]:
 
 def _inside(path: str, out: str) -> bool:
     """`path` is `out` or lies under it; a `${...}` placeholder in `out` matches any one path segment."""
-    import re
 
     pattern = "/".join("[^/]+" if re.fullmatch(r".*\$\{[^}]*\}.*", part) else re.escape(part)
                        for part in Path(out).as_posix().split("/"))
