@@ -7,6 +7,7 @@ from pathlib import Path
 from promptlab.cli import check_model_early, run
 from promptlab.clip.pretrain import pretrain, save_checkpoint, zero_shot_report
 from promptlab.config import load_params
+from promptlab.environment import environment
 from promptlab.io import atomic_dir, write_json
 
 
@@ -22,7 +23,7 @@ def main() -> None:
                               p.world.image_size, ["photo", *p.world.shifted_domains])
     with atomic_dir(args.out) as tmp:
         save_checkpoint(model, Path(tmp) / "open_clip_model.safetensors")
-    write_json(args.metrics, {"zero_shot": report})
+    write_json(args.metrics, {"zero_shot": report, "environment": environment("cpu")})  # pretraining runs on CPU
     print(report)
 
 

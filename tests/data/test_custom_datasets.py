@@ -24,10 +24,14 @@ REPO = Path(__file__).resolve().parents[2]
 BIRDS = ["wren", "robin", "blue_jay"]  # folder names; sorted: blue_jay, robin, wren
 
 
+@pytest.fixture(autouse=True)
+def _image_writer(fake):
+    global image
+    image = fake.image
+
+
 def _class_folders(root: Path, per_split=(("train", 3), ("test", 2))) -> None:
     """root/birds/pics/<split>/<class>/<k>.jpg, written in reverse order (readers must sort)."""
-    from tests.data.conftest import image
-
     for split, n in per_split:
         for c, name in enumerate(reversed(BIRDS)):
             for k in reversed(range(n)):
