@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from promptlab.clip.features import encode_images
 from promptlab.clip.model import load_clip
+from promptlab.errors import UserError
 from promptlab.methods.base import Batch, FrozenCLIP, PromptMethod
 from promptlab.prompts.bank import build_class_set
 from promptlab.saved_prompt import load_prompt
@@ -45,6 +46,8 @@ class PromptClassifier:
     def logits(self, images: list, classnames: list[str], template: str = "a photo of a {}.",
                descriptions: list[list[str]] | None = None) -> torch.Tensor:
         """PIL images -> logits [N, C] = τ·cos(image, class) with the model's own test preprocessing."""
+        if not len(images):
+            raise UserError("PromptClassifier: no images given (pass a non-empty list of PIL images)")
         method, classes = self.method_for(classnames, template, descriptions)
         pixels = torch.stack([self.clip.loaded.preprocess(im) for im in images])  # [N, 3, H, W]
         glob, patches = encode_images(self.clip.loaded.model, pixels.to(self.clip.device), patches=method.needs_patches)

@@ -2,7 +2,7 @@
 
 import argparse
 
-from promptlab.cli import run
+from promptlab.cli import check_model_early, run
 from promptlab.config import load_params
 from promptlab.io import atomic_dir, write_json
 
@@ -12,6 +12,7 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     p = load_params()
+    check_model_early(p)
     from promptlab.data.synthetic import write_world
 
     w = p.world

@@ -36,3 +36,15 @@ def test_a_saved_coop_prompt_classifies_new_images_like_the_trained_method(
     assert probs.shape == (5, 5)
     torch.testing.assert_close(probs, expected, rtol=1e-4, atol=1e-5)
     assert clf.predict(images, names) == [names[i] for i in expected.argmax(dim=-1).tolist()]
+
+
+def test_predict_with_no_images_is_a_clear_error(tmp_path, frozen_clip, class_set):
+    import pytest
+
+    from promptlab.errors import UserError
+
+    save_method(tmp_path / "run", CoOp(CoOp.Config(), frozen_clip, class_set), class_set, {"protocol": "base2new"})
+    clf = PromptClassifier(tmp_path / "run", frozen_clip)
+    for call in (clf.predict, clf.predict_proba, clf.logits):
+        with pytest.raises(UserError, match=r"^PromptClassifier: no images given \(pass a non-empty list"):
+            call([], ["red circle", "blue star"])
