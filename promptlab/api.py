@@ -21,7 +21,7 @@ from promptlab.clip.features import encode_images
 from promptlab.clip.model import load_clip
 from promptlab.methods.base import Batch, FrozenCLIP, PromptMethod
 from promptlab.prompts.bank import build_class_set
-from promptlab.protocols import load_method
+from promptlab.saved_prompt import load_prompt
 
 
 class PromptClassifier:
@@ -39,7 +39,7 @@ class PromptClassifier:
         features encoded here, as the prompts stage would)."""
         with torch.no_grad():
             classes = build_class_set(self.clip.text, classnames, template, descriptions=descriptions)
-        return load_method(self.run_dir, self.clip, classes), classes
+        return load_prompt(self.run_dir, self.clip), classes
 
     @torch.no_grad()
     def logits(self, images: list, classnames: list[str], template: str = "a photo of a {}.",

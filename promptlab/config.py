@@ -1,19 +1,21 @@
 """The one schema of params.yaml.
 
-Every params key is defined here, or (per-method hyperparameters) in the `Config` class of its method file,
-which this module collects through the method registry. Stages call `load_params()` first: an unknown key, a
+Every params key is defined here, or (per-method hyperparameters) in its method's params block
+(promptlab/methods/<name>/config.py), which this module collects through the method registry. Stages call `load_params()` first: an unknown key, a
 wrong type or an unknown method/dataset name stops the stage with one line naming the key.
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationError, create_model, field_validator, model_validator
 
 from promptlab.errors import UserError
+from promptlab.schema import StrictModel
 
 
 def _check_dataset_id(dataset_id: str) -> str:
@@ -25,12 +27,6 @@ def _check_dataset_id(dataset_id: str) -> str:
 
 
 DatasetId = Annotated[str, AfterValidator(_check_dataset_id)]  # a dataset id of data/datasets.yaml
-
-
-class StrictModel(BaseModel):
-    """Base of every params section: unknown keys are errors, values are not coerced silently."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ModelParams(StrictModel):
@@ -261,8 +257,9 @@ class EvalParams(StrictModel):
 def _build_params_model() -> type[StrictModel]:
     """Params = the fixed sections above + one section per registered method (its own Config class). The method
     configs are imported without the methods themselves: validating params must not import torch."""
-    from promptlab.method_configs import METHOD_CONFIGS
+    from promptlab.methods import methods
 
+    METHOD_CONFIGS = {name: spec.config for name, spec in methods().items()}
     method_sections: dict[str, Any] = {name: (cfg, cfg()) for name, cfg in METHOD_CONFIGS.items()}
 
     def _known_methods(cls, names: list[str]) -> list[str]:
@@ -326,14 +323,9 @@ def _build_params_model() -> type[StrictModel]:
     )
 
 
-_PARAMS_MODEL: type[StrictModel] | None = None
-
-
+@functools.cache
 def params_model() -> type[StrictModel]:
-    global _PARAMS_MODEL
-    if _PARAMS_MODEL is None:
-        _PARAMS_MODEL = _build_params_model()
-    return _PARAMS_MODEL
+    return _build_params_model()
 
 
 def _format_error(err: ValidationError, source: str) -> str:

@@ -68,6 +68,13 @@ class ClassSet:
                         self.descriptions[idx] if self.descriptions is not None else None,
                         sentences, sentence_labels)
 
+    def to(self, device: torch.device | str) -> "ClassSet":
+        """The same classes with every feature tensor on `device` (where the method scoring them lives)."""
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return ClassSet(self.names, self.template, move(self.hand_features),
+                        {k: move(v) for k, v in self.ensembles.items()}, move(self.descriptions),
+                        move(self.sentences), move(self.sentence_labels))
+
     def tensors(self) -> dict[str, torch.Tensor]:
         out = {"hand": self.hand_features, **{f"ensemble.{k}": v for k, v in self.ensembles.items()}}
         if self.descriptions is not None:

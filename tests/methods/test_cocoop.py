@@ -4,8 +4,8 @@ import torch.nn.functional as F
 
 from promptlab.evaluate import count_correct
 from promptlab.methods.base import Batch
-from promptlab.methods.cocoop import CoCoOp
-from promptlab.methods.coop import CoOp
+from promptlab.methods.cocoop.method import CoCoOp
+from promptlab.methods.coop.method import CoOp
 from promptlab.train import TrainData, train
 
 

@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from promptlab.methods.base import Batch
-from promptlab.methods.coop import CoOp
-from promptlab.methods.kgcoop import KgCoOp
+from promptlab.methods.coop.method import CoOp
+from promptlab.methods.kgcoop.method import KgCoOp
 from promptlab.train import train
 
 

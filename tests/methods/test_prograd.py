@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from promptlab.methods.base import Batch
-from promptlab.methods.coop import CoOp
-from promptlab.methods.prograd import ProGrad
+from promptlab.methods.coop.method import CoOp
+from promptlab.methods.prograd.method import ProGrad
 from promptlab.train import train
 
 

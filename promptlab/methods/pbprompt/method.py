@@ -45,10 +45,9 @@ import torch
 import torch.nn.functional as F
 
 from promptlab.errors import UserError
-from promptlab.method_configs import PBPromptConfig
-from promptlab.methods.base import Batch, FrozenCLIP, PromptMethod
-from promptlab.methods.coop import PromptTokens
-from promptlab.methods.transport import conditional_transport, entropic_ot
+from promptlab.methods.pbprompt.config import PBPromptConfig
+from promptlab.methods.base import Batch, FrozenCLIP, PromptMethod, PromptTokens
+from promptlab.methods.pbprompt.transport import conditional_transport, entropic_ot
 from promptlab.prompts.bank import ClassSet
 
 
@@ -103,12 +102,9 @@ def gaussian_kl(mu: torch.Tensor, sigma: torch.Tensor, prior_mean: torch.Tensor,
 
 
 class PBPrompt(PromptMethod):
-    name = "pbprompt"
     needs_patches = True
 
-    Config = PBPromptConfig
-
-    def __init__(self, cfg: Config, clip: FrozenCLIP, train_classes: ClassSet):
+    def __init__(self, cfg: PBPromptConfig, clip: FrozenCLIP, train_classes: ClassSet):
         super().__init__(cfg, clip, train_classes)
         width, dim = clip.text.width, clip.embed_dim
         if width % cfg.gen_heads:
@@ -119,7 +115,7 @@ class PBPrompt(PromptMethod):
                                          cfg.gen_ff_mult).to(clip.text.device)
         self._tokens: dict[tuple[str, ...], PromptTokens] = {}
 
-    def _init_queries(self, cfg: Config, clip: FrozenCLIP) -> torch.Tensor:
+    def _init_queries(self, cfg: PBPromptConfig, clip: FrozenCLIP) -> torch.Tensor:
         if not cfg.ctx_init:
             return torch.randn(cfg.n_ctx, clip.text.width) * cfg.init_std
         ids = clip.text.tokenize([cfg.ctx_init])

@@ -25,16 +25,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from promptlab.method_configs import KgCoOpConfig
+from promptlab.methods.kgcoop.config import KgCoOpConfig
 from promptlab.methods.base import Batch
-from promptlab.methods.coop import CoOp
+from promptlab.methods.coop.method import CoOp
 from promptlab.prompts.bank import ClassSet
 
 
 class KgCoOp(CoOp):
-    name = "kgcoop"
-
-    Config = KgCoOpConfig
 
     @staticmethod
     def knowledge_gap(weights: torch.Tensor, hand: torch.Tensor) -> torch.Tensor:

@@ -44,17 +44,14 @@ import torch
 import torch.nn.functional as F
 
 from promptlab.errors import UserError
-from promptlab.method_configs import AAPEConfig
+from promptlab.methods.aape.config import AAPEConfig
 from promptlab.methods.base import Batch, FrozenCLIP, PromptMethod, TrainData
 from promptlab.prompts.bank import ClassSet
 
 
 class AAPE(PromptMethod):
-    name = "aape"
 
-    Config = AAPEConfig
-
-    def __init__(self, cfg: Config, clip: FrozenCLIP, train_classes: ClassSet):
+    def __init__(self, cfg: AAPEConfig, clip: FrozenCLIP, train_classes: ClassSet):
         super().__init__(cfg, clip, train_classes)
         d = clip.embed_dim
         if d % cfg.heads:

@@ -25,18 +25,15 @@ from collections import OrderedDict
 import torch
 import torch.nn.functional as F
 
-from promptlab.method_configs import CoCoOpConfig
+from promptlab.methods.cocoop.config import CoCoOpConfig
 from promptlab.methods.base import Batch, FrozenCLIP
-from promptlab.methods.coop import CoOp
+from promptlab.methods.coop.method import CoOp
 from promptlab.prompts.bank import ClassSet
 
 
 class CoCoOp(CoOp):
-    name = "cocoop"
 
-    Config = CoCoOpConfig
-
-    def __init__(self, cfg: Config, clip: FrozenCLIP, train_classes: ClassSet):
+    def __init__(self, cfg: CoCoOpConfig, clip: FrozenCLIP, train_classes: ClassSet):
         super().__init__(cfg, clip, train_classes)  # self.ctx: [M, w] (or [C, M, w] if class_specific)
         d_img, width = clip.embed_dim, clip.text.width
         hidden = max(1, d_img // 16)

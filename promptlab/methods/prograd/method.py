@@ -40,9 +40,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from promptlab.method_configs import ProGradConfig
+from promptlab.methods.prograd.config import ProGradConfig
 from promptlab.methods.base import Batch
-from promptlab.methods.coop import CoOp
+from promptlab.methods.coop.method import CoOp
 from promptlab.prompts.bank import ClassSet
 
 
@@ -60,9 +60,6 @@ def project_conflicting(g_ce: torch.Tensor, g_kl: torch.Tensor, lam: float) -> t
 
 
 class ProGrad(CoOp):
-    name = "prograd"
-
-    Config = ProGradConfig
 
     def zero_shot_logits(self, batch: Batch, classes: ClassSet) -> torch.Tensor:
         """[B, C] = τ·f(x)·(W^hand)ᵀ: the frozen zero-shot teacher (never part of any graph)."""
