@@ -82,10 +82,6 @@ class DeepPromptMethod(PromptMethod):
         self.text_prefix: str | None = None
         self._tokens: dict[tuple[str, ...], ClassTokens] = {}
 
-    @property
-    def device(self) -> torch.device:
-        return self.clip.text.device
-
     def prompts(self) -> Prompts:
         raise NotImplementedError
 

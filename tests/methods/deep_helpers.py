@@ -1,14 +1,14 @@
 """Shared by the deep-prompt method tests: pixel batches and an independent class-prompt assembly."""
 
-from types import SimpleNamespace
-
 import torch
+
+from promptlab.methods.base import Batch
 
 
 def pixel_batch(n=4, n_classes=6, size=32, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    return SimpleNamespace(images=torch.randn(n, 3, size, size, generator=gen),
-                           labels=torch.randint(n_classes, (n,), generator=gen))
+    return Batch(None, torch.randint(n_classes, (n,), generator=gen),
+                 images=torch.randn(n, 3, size, size, generator=gen))
 
 
 def first_layer_text(clip, names, prefix, ctx):
@@ -25,16 +25,3 @@ def grads_only_on(method, clip):
     missing = [n for n, p in method.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
     assert not missing, missing
 
-
-def _name_unregistered():  # TEMPORARY until the registry names these classes
-    from promptlab.methods.ivlp.method import IVLP
-    from promptlab.methods.maple.method import MaPLe
-    from promptlab.methods.promptsrc.method import PromptSRC
-    from promptlab.methods.vpt.method import VPT
-
-    for cls, name in ((IVLP, "ivlp"), (MaPLe, "maple"), (PromptSRC, "promptsrc"), (VPT, "vpt")):
-        if "name" not in cls.__dict__:
-            cls.name = name
-
-
-_name_unregistered()

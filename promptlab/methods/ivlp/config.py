@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from promptlab.method_configs import TrainConfig
+from promptlab.methods.base_config import TrainConfig, register_method
 
 
 class DeepPromptConfig(TrainConfig):
@@ -16,6 +16,7 @@ class DeepPromptConfig(TrainConfig):
     checkpointing: bool = False  # activation checkpointing in both towers (less memory, same values)
 
 
+@register_method("ivlp", "promptlab.methods.ivlp.method:IVLP")
 class IVLPConfig(DeepPromptConfig):
     """Independent vision-language prompts: the PromptSRC repo's IVLP baseline (4 + 4 tokens, depth 9)."""
 

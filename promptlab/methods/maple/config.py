@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from promptlab.methods.base_config import register_method
 from promptlab.methods.ivlp.config import DeepPromptConfig
 
 
+@register_method("maple", "promptlab.methods.maple.method:MaPLe")
 class MaPLeConfig(DeepPromptConfig):
     """The official base-to-new config (vit_b16_c2_ep5_batch4_2ctx); cross-dataset uses depth 3, lr 0.0026,
     2 epochs."""

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from promptlab.methods.base_config import register_method
 from promptlab.methods.ivlp.config import IVLPConfig
 
 
+@register_method("promptsrc", "promptlab.methods.promptsrc.method:PromptSRC")
 class PromptSRCConfig(IVLPConfig):
     """The official base-to-new config (vit_b16_c2_ep20_batch4_4+4ctx): IVLP prompts 4 + 4, depth 9, lr 0.0025,
     20 epochs; cross-dataset: depth 3, GPA μ 6, σ 10; few-shot: 50 epochs, μ = σ = 30."""
