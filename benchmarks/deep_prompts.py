@@ -64,6 +64,62 @@ def ours(method: str, init: Path, steps: int, n_classes: int) -> dict:
             "peak_rss_mib": _common.peak_rss_mib(), "rss_after_load_mib": rss_after_load}
 
 
+def stage_cost(methods: list[str], threads: int) -> dict:
+    """What run@<method> costs on the default synthetic world, from its parts measured on real shards (48
+    classes, 16 shots, 24 test images per class, 32 px; the tiny CLIP's shape, random weights: cost does not
+    depend on them) with params.yaml's settings. Per seed: base2new trains on 24 classes (384 images), the
+    shared all-class training on 48 (768), each for `epochs`; scoring reads 4 x 1152 test images (base2new,
+    the source and its two domains) + 288 (the shapes dataset). CPU seconds are reported beside wall seconds:
+    on a shared machine they are the figure that does not depend on the neighbours."""
+    from promptlab.clip.model import LoadedCLIP
+    from promptlab.config import load_params
+    from promptlab.data.pixels import PixelOptions, PixelSource, pixel_test_split
+    from promptlab.evaluate import score_batches
+    from promptlab.methods import method_class
+    from promptlab.methods.base import FrozenCLIP
+    from promptlab.prompts.bank import build_class_set
+    from promptlab.train import train
+
+    import open_clip
+
+    torch.set_num_threads(threads)
+    params = load_params(_common.REPO / "params.yaml")
+    loaded = _common.random_clip("promptlab-tiny", seed=0)
+    clip = FrozenCLIP(loaded)
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        train_samples, names = _common.synthetic_samples(48, 16, 32, "train")
+        test_samples, _ = _common.synthetic_samples(48, 24, 32, "test", seed=1)
+        _common.write_shards(Path(tmp), "train", train_samples)
+        _common.write_shards(Path(tmp), "test", test_samples)
+        with torch.no_grad():
+            classes = build_class_set(clip.text, names, "a photo of a {}.", ensembles=())
+        options = PixelOptions(params.features.crop_scale_min, 0)
+        for method in methods:
+            cfg = getattr(params, method)
+            row = {}
+            for label, n_classes in (("train_base2new", 24), ("train_all", 48)):
+                keep = [k for k, _, lab in train_samples if lab < n_classes]
+                labels = [lab for _, _, lab in train_samples if lab < n_classes]
+                sub = classes.subset(list(range(n_classes)))
+                source = PixelSource(loaded, Path(tmp), keep, labels, cfg.batch_size, 1, options)
+                torch.manual_seed(1)
+                m = method_class(method)(cfg, clip, sub)
+                wall, cpu = time.perf_counter(), time.process_time()
+                train(m, None, sub, cfg, seed=1, source=source)
+                row[label] = {"wall_s": round(time.perf_counter() - wall, 2), "cpu_s": round(time.process_time() - cpu, 2)}
+            wall, cpu = time.perf_counter(), time.process_time()
+            score_batches(m, pixel_test_split(loaded, Path(tmp), None, options), classes)
+            row["score_1152"] = {"wall_s": round(time.perf_counter() - wall, 2), "cpu_s": round(time.process_time() - cpu, 2)}
+            for unit in ("wall_s", "cpu_s"):
+                per_seed = (row["train_base2new"][unit] + row["train_all"][unit]
+                            + row["score_1152"][unit] * (4 + 288 / 1152))
+                row[f"stage_estimate_{unit}"] = round(3 * per_seed, 1)  # 3 seeds
+            out[method] = row
+            print(method, row, flush=True)
+    return out
+
+
 def _run(cmd: list[str]) -> dict:
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=_common.REPO)
     if out.returncode:
@@ -80,7 +136,15 @@ def main() -> None:
     ap.add_argument("--methods", default="maple,promptsrc")
     ap.add_argument("--side", help=argparse.SUPPRESS)  # internal: one measurement in this process
     ap.add_argument("--init", help=argparse.SUPPRESS)
+    ap.add_argument("--stage-cost", action="store_true", help="estimate run@<method> on the default world")
+    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
+    if args.stage_cost:
+        res = _common.Result("deep_prompts_stage_cost")
+        res["threads"] = args.threads
+        res["methods"] = stage_cost(args.methods.split(","), args.threads)
+        res.write()
+        return
     if args.side == "ours":
         print(json.dumps(ours(args.methods, Path(args.init), args.steps, args.classes)))
         return
