@@ -1,4 +1,4 @@
-"""Benchmark 1: CoOp training from cached features vs the classic per-step pipeline (DESIGN.md §8).
+"""Benchmark 1: CoOp training from cached features vs the classic per-step pipeline (BENCHMARKS.md).
 
 Same method (CoOp, ctx "a photo of a"), same model (random weights), same data (16 shots x a few classes of
 synthetic images rendered at the model's input size, PNG), same batch order and batch size (32):

@@ -39,7 +39,7 @@ class PromptClassifier:
         features encoded here, as the prompts stage would)."""
         with torch.no_grad():
             classes = build_class_set(self.clip.text, classnames, template, descriptions=descriptions)
-        return load_prompt(self.run_dir, self.clip), classes
+        return load_prompt(self.run_dir, self.clip), classes.to(self.clip.device)
 
     @torch.no_grad()
     def logits(self, images: list, classnames: list[str], template: str = "a photo of a {}.",

@@ -36,7 +36,7 @@ class ModelParams(StrictModel):
 
 
 class WorldParams(StrictModel):
-    """The embedded synthetic world (DESIGN.md §4)."""
+    """The embedded synthetic world (docs/architecture.md "Raw data")."""
 
     seed: int = 0
     image_size: int = Field(32, ge=8)
@@ -59,6 +59,20 @@ class PretrainParams(StrictModel):
     domain_weights: dict[Literal["photo", "sketch", "noise"], float] = {"photo": 0.8, "sketch": 0.1, "noise": 0.1}
     eval_per_class: int = Field(10, ge=1)
     hard_batch_colours: int = Field(2, ge=0, le=8)  # every other batch from this many colours only (0 = off)
+
+
+class EmbeddedParams(StrictModel):
+    """The toy parts the pipeline builds for itself, each a DVC matrix stage over a one-name list: [] generates
+    no stage (real data and a real CLIP, configs/paper.yaml). See docs/pipeline.md."""
+
+    world: list[Literal["synthetic"]] = Field(["synthetic"], max_length=1)  # stage world@synthetic -> data/raw
+    clip: list[Literal["promptlab-tiny"]] = Field(["promptlab-tiny"], max_length=1)  # pretrain@promptlab-tiny
+    # The file the always-present `listing` stage waits for (DVC orders stages by files alone): the world's
+    # summary when the pipeline builds data.root, else any file that exists (params.yaml).
+    after_world: str = "data/raw/world.json"
+    # The file the `model` stage waits for and hashes: the checkpoint when model.pretrained is a local file
+    # (the tiny CLIP's when stage pretrain builds it), params.yaml for an open_clip tag (nothing to wait for).
+    after_clip: str = "models/tiny_clip/open_clip_model.safetensors"
 
 
 class DataParams(StrictModel):
@@ -86,16 +100,18 @@ class DataParams(StrictModel):
 
 class FeatureParams(StrictModel):
     batch_size: int = Field(256, ge=1)
-    train_views: int = Field(4, ge=1)  # augmented views per training image, each encoded once (DESIGN.md §7)
+    train_views: int = Field(4, ge=1)  # augmented views per training image, each encoded once (docs/protocols.md)
     crop_scale_min: float = Field(0.08, gt=0, le=1)  # CoOp's random-resized-crop scale range is (0.08, 1)
     seed: int = 0
     patches: bool = True  # also store projected patch tokens
     num_workers: int = Field(0, ge=0)  # DataLoader processes decoding shards ahead of the image tower (GPU)
     # image tower under autocast: bf16 (or fp16) on a GPU; fp32 on CPU (the default, byte-identical reruns)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # processes encoding shares of the shards under torchrun, merged into byte-identical files (1: this process)
+    nproc: int = Field(1, ge=1)
 
 
-# CuPL's five questions (METHODS.md "LLM description banks"); {} is the class name.
+# CuPL's five questions (docs/methods/baselines.md "cupl"); {} is the class name.
 CUPL_QUESTIONS = ["Describe what a {} looks like", "How can you identify a {}?", "What does a {} look like?",
                   "Describe an image from the internet of a {}", "A caption of an image of a {}:"]
 
@@ -312,6 +328,7 @@ def _build_params_model() -> type[StrictModel]:
             "protocols_use_sharded_datasets": model_validator(mode="after")(_protocols_use_sharded_datasets),
         },
         model=(ModelParams, ModelParams()),
+        embedded=(EmbeddedParams, EmbeddedParams()),
         world=(WorldParams, WorldParams()),
         pretrain=(PretrainParams, PretrainParams()),
         data=(DataParams, DataParams()),

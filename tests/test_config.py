@@ -309,7 +309,7 @@ def test_one_registration_binds_name_params_block_and_class_and_validation_needs
         assert spec.config.__module__ == f"promptlab.methods.{name}.config"
         assert isinstance(getattr(validate_params({}), name), spec.config)  # its params section
     # validating params (every stage's first step) must not import torch: the data, description and report
-    # stages never touch a model, and torch + open_clip cost ~7 s per process on a 2-core machine
+    # stages never touch a model, and torch + open_clip cost ~6 s per process (docs/architecture.md "Start-up cost")
     code = ("import sys; from promptlab.config import validate_params; validate_params({}); "
             "print(sorted(m for m in ('torch', 'open_clip', 'great_expectations') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

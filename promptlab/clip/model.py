@@ -10,6 +10,7 @@ from typing import Callable
 import open_clip
 import torch
 
+from promptlab.clip.resolve import looks_like_path
 from promptlab.errors import UserError
 
 CONFIG_DIR = Path(__file__).with_name("model_configs")
@@ -29,18 +30,16 @@ class LoadedCLIP:
         return size[0] if isinstance(size, (tuple, list)) else int(size)
 
 
-def _looks_like_path(pretrained: str) -> bool:
-    return "/" in pretrained or pretrained.endswith((".safetensors", ".pt", ".pth", ".bin"))
-
-
 def load_clip(name: str, pretrained: str | None, device: str = "cpu") -> LoadedCLIP:
     if name not in open_clip.list_models():
         raise UserError(f"model.name: unknown open_clip model '{name}'")
-    if pretrained and _looks_like_path(pretrained) and not Path(pretrained).is_file():
+    if pretrained and looks_like_path(pretrained) and not Path(pretrained).is_file():
         raise UserError(f"model.pretrained: checkpoint not found: {pretrained}")
     if pretrained == "openai" and "quickgelu" not in name.lower():
         warnings.warn(f"OpenAI weights were trained with QuickGELU: use '{name}-quickgelu', not '{name}'")
-    model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # pretrained null: the same random init in every process (e.g. torchrun ranks)
+        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=device)
     model.eval().requires_grad_(False)
     return LoadedCLIP(model, preprocess, open_clip.get_tokenizer(name), name)
 

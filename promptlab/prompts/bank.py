@@ -98,8 +98,9 @@ def description_features(text: TextEncoder, sentences: list[list[str]]
     normalised features, CuPL's classifier; sentence features [S, D]; sentence labels [S] int64)."""
     flat = [s for per_class in sentences for s in per_class]
     feats = text.encode_texts(flat)  # [S, D], class-major
-    labels = torch.repeat_interleave(torch.arange(len(sentences)), torch.tensor([len(s) for s in sentences]))
-    sums = torch.zeros(len(sentences), feats.shape[1]).index_add_(0, labels, feats)
+    counts = torch.tensor([len(s) for s in sentences], device=feats.device)
+    labels = torch.repeat_interleave(torch.arange(len(sentences), device=feats.device), counts)
+    sums = torch.zeros(len(sentences), feats.shape[1], device=feats.device).index_add_(0, labels, feats)
     return F.normalize(sums, dim=-1), feats, labels
 
 

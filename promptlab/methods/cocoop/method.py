@@ -60,10 +60,6 @@ class CoCoOp(CoOp):
                   for rows, w in self._encoded_chunks(classes, pi)]
         return self.clip.logit_scale * torch.cat(scores).view(len(feats), len(classes))  # [B, C]
 
-    def instance_text_features(self, classes: ClassSet, pi: torch.Tensor) -> torch.Tensor:
-        """pi [B, w] -> unnormalised class features [B, C, D] (for inspection; logits never builds them)."""
-        return torch.cat([w for _, w in self._encoded_chunks(classes, pi)]).view(len(pi), len(classes), -1)
-
     def _encoded_chunks(self, classes: ClassSet, pi: torch.Tensor):
         """Yield (rows [n], features [n, D]) over the B·C prompts with context ctx + pi[b], walked image-major
         (row r = b·C + c) in chunks of n <= chunk_size rows. A chunk may cover the tail of one image and the

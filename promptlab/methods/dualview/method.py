@@ -2,7 +2,7 @@
 
 Soft and hand-crafted prompts are two views of the text modality; training maximises their mutual
 information and adds a class-wise augmentation from the visual modality. The full text was not available to
-us; everything below beyond the abstract is our reading of the paper (METHODS.md "dualview").
+us; everything below beyond the abstract is our reading of the paper (docs/methods/dualview.md).
 
     T^s [C, D]  soft view: the CoOp prompt (4 tokens from "a photo of a", coop.py), L2-normalised; only ctx trains
     T^h [C, D]  hand view: frozen features of the dataset template or of a template ensemble of the prompt

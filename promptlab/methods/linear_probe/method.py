@@ -159,10 +159,6 @@ class LinearProbe(PromptMethod):
     def precompute(self, classes: ClassSet) -> torch.Tensor:
         return self.rows(classes)
 
-    def text_features(self, classes: ClassSet) -> torch.Tensor:
-        """[C', D] L2-normalised class weight directions (for inspection; scoring uses the raw W and b)."""
-        return F.normalize(self.weight[self.rows(classes)].float(), dim=-1)
-
     def logits(self, batch: Batch, classes: ClassSet, cached: torch.Tensor | None = None) -> torch.Tensor:
         """[B, C'] = f(x) W[rows]ᵀ + b[rows] (no logit scale), computed in float64, returned float32."""
         rows = cached if cached is not None else self.rows(classes)

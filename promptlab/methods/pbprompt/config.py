@@ -27,7 +27,7 @@ class PBPromptConfig(TrainConfig):
     beta_kl: float = Field(1 / 16, ge=0)  # per-image ELBO weight with 16 shots
     train_samples: int = Field(1, ge=1)  # S Monte Carlo samples per training step
     transport: Literal["ct", "ot", "none"] = "ct"  # none: "B-Prompt"
-    eta: float = Field(1.0, ge=0)  # η: "ELBO + CT" unweighted (METHODS.md); the weight of T
+    eta: float = Field(1.0, ge=0)  # η: "ELBO + CT" unweighted (docs/methods/pbprompt.md); the weight of T
     tau_ct: float = Field(0.1, gt=0)  # navigator temperature of CT
     detach_ct_weights: bool = True  # p_c enters T as fixed weights (no gradient through the classifier)
     ot_eps: float = Field(0.05, gt=0)  # entropic OT ε

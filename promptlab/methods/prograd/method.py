@@ -18,7 +18,7 @@ Facts of the official code (BeierZhu/Prompt-align, trainers/prograd.py and Dassl
 prograd_backward_and_update) and how we match them:
 - its "KL" is −Σ p_zs log p_prompt · T² (cross-entropy to the teacher): it differs from KL(p_zs ‖ p_prompt)
   by the teacher's entropy, a constant, so the gradient is the same up to the factor T²; the projection is
-  invariant to any positive scale of g_kl, so g is identical. We compute the true KL (METHODS.md);
+  invariant to any positive scale of g_kl, so g is identical. We compute the true KL (docs/methods/baselines.md, "prograd");
 - the projection is a − λ·⟨a, b̂⟩·b̂ with b̂ = b/‖b‖, the same formula; it is applied per parameter tensor,
   and CoOp has a single one (ctx), so per-tensor = global here;
 - the teacher uses the dataset's hand-crafted template (its own CUSTOM_TEMPLATES, which differ from CoOp's
