@@ -22,6 +22,7 @@ MICRO = {
     "features": {"batch_size": 64, "train_views": 2},
     **{m: {"epochs": 2, "batch_size": 8} for m in ("coop", "kgcoop", "prograd", "dualview", "pbprompt", "aape")},
     "cocoop": {"epochs": 1, "batch_size": 8},
+    **{m: {"epochs": 1, "batch_size": 8} for m in ("ivlp", "maple", "promptsrc")},  # pixel methods
     "eval": {"few_shot": {"datasets": ["synthetic"], "shots": [1, 2], "methods": ["zeroshot", "coop", "linear_probe"],
                           "epochs": None}},
 }
