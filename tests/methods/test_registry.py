@@ -101,6 +101,7 @@ def test_template_choice_is_one_bank_lookup(name, option, frozen_clip, class_set
     base_cfg = getattr(validate_params({}), name)
     run = (lambda m: m.loss(batch, class_set)) if REGISTRY[name].trainable else \
         (lambda m: m.logits(batch, class_set))
+    prepared = lambda m, classes: (m.prepare(data, classes), m)[1]  # noqa: E731  as the training loop does
     bad = REGISTRY[name](base_cfg.model_copy(update={option: "nosuch"}), frozen_clip, class_set)
     with pytest.raises(UserError, match=rf"^{name}\.{option}='nosuch': .*\(has: dataset, clip7, clip80"):
         run(bad)
@@ -108,9 +109,9 @@ def test_template_choice_is_one_bank_lookup(name, option, frozen_clip, class_set
     # read ensembles itself, or ignored the option, would fail one of these two checks).
     renamed = dataclasses.replace(class_set, ensembles={"mine": class_set.ensembles["clip7"]})
     torch.manual_seed(0)
-    a = REGISTRY[name](base_cfg.model_copy(update={option: "clip7"}), frozen_clip, class_set)
+    a = prepared(REGISTRY[name](base_cfg.model_copy(update={option: "clip7"}), frozen_clip, class_set), class_set)
     torch.manual_seed(0)
-    b = REGISTRY[name](base_cfg.model_copy(update={option: "mine"}), frozen_clip, renamed)
+    b = prepared(REGISTRY[name](base_cfg.model_copy(update={option: "mine"}), frozen_clip, renamed), renamed)
     torch.manual_seed(1)
     out_a = a.loss(batch, class_set)[0] if a.trainable else a.logits(batch, class_set)
     torch.manual_seed(1)
