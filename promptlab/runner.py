@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 
 from promptlab.artifacts import Artifacts, protocol_classes
+from promptlab.environment import environment
 from promptlab.data.pixels import PixelSource, pixel_test_split
 from promptlab.evaluate import count_correct, evaluate_run, feature_batches, relabel, score_batches
 from promptlab.io import write_json
@@ -130,6 +131,7 @@ def run_method(params, name: str, clip: FrozenCLIP, art: Artifacts, out: Path, m
     from dvclive import Live
 
     trainings: dict[str, Training] = {}  # training key -> the one training all runs with that key share
+    machine = environment(str(clip.device))  # recorded with every run: results from other hardware show
     for run in plan_runs(params, name):
         cfg = run_config(run, getattr(params, name), params.eval.few_shot.epochs)
         key = run.training_key(cfg)
@@ -149,7 +151,8 @@ def run_method(params, name: str, clip: FrozenCLIP, art: Artifacts, out: Path, m
         training = trainings[key]
         result = evaluate_run(run.protocol, run.dataset, run.targets, len(art.class_set(run.dataset)),
                               scorer(training, art))
-        write_json(metrics / f"{run.where}.json", run_record(run, name, training.where, result))
+        write_json(metrics / f"{run.where}.json", {**run_record(run, name, training.where, result),
+                                                    "environment": machine})
         accs = result.get("targets") or result
         print(f"{run.where} {name}: " + ", ".join(f"{k} {v['acc']:.2f}" for k, v in accs.items() if v))
 

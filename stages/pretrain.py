@@ -4,7 +4,8 @@ ordinary open_clip checkpoint and report its zero-shot accuracy per domain."""
 import argparse
 from pathlib import Path
 
-from promptlab.cli import check_model_early, run
+from promptlab.cli import run
+from promptlab.clip.model import check_model_early
 from promptlab.clip.pretrain import pretrain, save_checkpoint, zero_shot_report
 from promptlab.config import load_params
 from promptlab.environment import environment

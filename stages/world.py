@@ -2,7 +2,8 @@
 
 import argparse
 
-from promptlab.cli import check_model_early, run
+from promptlab.cli import run
+from promptlab.clip.model import check_model_early
 from promptlab.config import load_params
 from promptlab.io import atomic_dir, write_json
 

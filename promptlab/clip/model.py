@@ -113,3 +113,11 @@ def build_untrained(name: str, seed: int) -> torch.nn.Module:
     """A freshly initialised model of the given config (used by the pretrain stage)."""
     torch.manual_seed(seed)
     return open_clip.create_model(name, pretrained=None)
+
+
+def check_model_early(params) -> None:
+    """The model params checked at the world and pretrain stages, the first a fresh `dvc repro` runs (both
+    have no dependencies), so a model typo stops the pipeline before shards and features spend minutes; the
+    stages that load the model check again (a changed model.* re-runs only those)."""
+    m = params.model
+    check_model(m.name, m.pretrained, m.device, check_file=False)
