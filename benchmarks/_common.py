@@ -118,7 +118,7 @@ def class_set_for(names: list[str]):
 
 
 def coop_config(**overrides):
-    from promptlab.methods.coop import CoOp
+    from promptlab.methods.coop.method import CoOp
 
     return CoOp.Config(**{"epochs": 1, "batch_size": 32, "warmup_epochs": 0, **overrides})
 

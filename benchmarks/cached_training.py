@@ -1,4 +1,4 @@
-"""Benchmark 1: CoOp training from cached features vs the classic per-step pipeline (DESIGN.md §8).
+"""Benchmark 1: CoOp training from cached features vs the classic per-step pipeline (BENCHMARKS.md).
 
 Same method (CoOp, ctx "a photo of a"), same model (random weights), same data (16 shots x a few classes of
 synthetic images rendered at the model's input size, PNG), same batch order and batch size (32):
@@ -28,7 +28,7 @@ from promptlab.clip.extract import extract_split
 from promptlab.clip.features import augmented_views, encode_images, train_transform
 from promptlab.data.shards import decode_image
 from promptlab.methods.base import FrozenCLIP, TrainData
-from promptlab.methods.coop import CoOp
+from promptlab.methods.coop.method import CoOp
 from promptlab.train import epoch_batches, make_batch, train
 
 CROP = 0.08  # CoOp's random-resized-crop scale

@@ -29,7 +29,8 @@ def child(batch_size: int, seed: int, epochs: int) -> dict:
     from promptlab.clip.model import load_clip
     from promptlab.config import load_params
     from promptlab.methods.base import FrozenCLIP
-    from promptlab.protocols import build_method, load_class_set, protocol_classes, training_data
+    from promptlab.artifacts import Artifacts, protocol_classes
+    from promptlab.runner import build_method
     from promptlab.train import train
 
     os.chdir(C.REPO)
@@ -37,11 +38,12 @@ def child(batch_size: int, seed: int, epochs: int) -> dict:
     dataset = p.data.datasets[0]
     cfg = p.cocoop.model_copy(update={"batch_size": batch_size, "epochs": epochs})
     clip = FrozenCLIP(load_clip(p.model.name, p.model.pretrained, p.model.device))
-    all_classes = load_class_set(dataset)
-    keep = protocol_classes("base2new", all_classes)
+    art = Artifacts()
+    all_classes = art.class_set(dataset)
+    keep = protocol_classes(True, len(all_classes))
     classes = all_classes.subset(keep)
     method = build_method("cocoop", cfg, clip, classes, seed)
-    data = training_data(dataset, seed, keep, method.needs_patches)
+    data = art.training_data(dataset, seed, keep, method.needs_patches)
     before_rss, before_peak = C.rss_mib(), C.peak_rss_mib()
     t0 = time.perf_counter()
     history = train(method, data, classes, cfg, seed=seed)

@@ -19,7 +19,7 @@ from promptlab.clip.features import train_transform
 from promptlab.clip.model import LoadedCLIP
 from promptlab.clip.text import TextEncoder
 from promptlab.data.shards import decode_image
-from promptlab.method_configs import TrainConfig
+from promptlab.methods.base_config import TrainConfig
 from promptlab.methods.base import Batch, PromptMethod
 from promptlab.prompts.bank import ClassSet
 from promptlab.train import epoch_batches, lr_at

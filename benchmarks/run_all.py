@@ -4,7 +4,7 @@
     uv run python benchmarks/run_all.py --only extraction    # one (or several) by name
     uv run python benchmarks/run_all.py --pipeline           # also benchmarks/pipeline.py (~15 min more)
 
-Benchmarks (DESIGN.md §8; each script takes its own flags when run directly, see its --help):
+Benchmarks (numbers in BENCHMARKS.md; each script takes its own flags when run directly, see its --help):
     cached_training   CoOp from cached features vs the classic per-step image tower (+ logits equality)
     text_truncation   text encoder truncated to the longest prompt vs the full 77-token context (+ equality)
     extraction        shard -> feature extraction vs the model's forward alone, 0 and N DataLoader workers

@@ -25,7 +25,7 @@ import _common as C
 
 from promptlab.clip.extract import extract_split
 from promptlab.methods.base import FrozenCLIP, TrainData
-from promptlab.methods.coop import CoOp
+from promptlab.methods.coop.method import CoOp
 from promptlab.train import train
 
 SWEEPS = {"images": [(24, 4), (24, 8), (24, 16)], "classes": [(12, 16), (24, 16), (48, 16)]}

@@ -22,7 +22,7 @@ import _common as C
 from reference import FullContextTextEncoder
 
 from promptlab.methods.base import Batch, FrozenCLIP
-from promptlab.methods.coop import CoOp
+from promptlab.methods.coop.method import CoOp
 
 
 def class_names(tokenizer, n: int) -> list[str]:

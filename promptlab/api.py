@@ -22,7 +22,7 @@ from promptlab.clip.model import load_clip
 from promptlab.errors import UserError
 from promptlab.methods.base import Batch, FrozenCLIP, PromptMethod
 from promptlab.prompts.bank import build_class_set
-from promptlab.protocols import load_method
+from promptlab.saved_prompt import load_prompt
 
 
 class PromptClassifier:
@@ -40,7 +40,7 @@ class PromptClassifier:
         features encoded here, as the prompts stage would)."""
         with torch.no_grad():
             classes = build_class_set(self.clip.text, classnames, template, descriptions=descriptions)
-        return load_method(self.run_dir, self.clip, classes), classes
+        return load_prompt(self.run_dir, self.clip), classes.to(self.clip.device)
 
     @torch.no_grad()
     def logits(self, images: list, classnames: list[str], template: str = "a photo of a {}.",
@@ -50,7 +50,7 @@ class PromptClassifier:
             raise UserError("PromptClassifier: no images given (pass a non-empty list of PIL images)")
         method, classes = self.method_for(classnames, template, descriptions)
         pixels = torch.stack([self.clip.loaded.preprocess(im) for im in images])  # [N, 3, H, W]
-        glob, patches = encode_images(self.clip.loaded.model, pixels, patches=method.needs_patches)
+        glob, patches = encode_images(self.clip.loaded.model, pixels.to(self.clip.device), patches=method.needs_patches)
         batch = Batch(F.normalize(glob, dim=-1), torch.zeros(len(images), dtype=torch.long), patches)
         return method.logits(batch, classes, method.precompute(classes))
 

@@ -1,21 +1,23 @@
 """The one schema of params.yaml.
 
-Every params key is defined here, or (per-method hyperparameters) in the `Config` class of its method file,
-which this module collects through the method registry. Stages call `load_params()` first: an unknown key, a
+Every params key is defined here, or (per-method hyperparameters) in its method's params block
+(promptlab/methods/<name>/config.py), which this module collects through the method registry. Stages call `load_params()` first: an unknown key, a
 wrong type or an unknown method/dataset name stops the stage with one line naming the key.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model,
-                      field_validator, model_validator)
+from pydantic import (AfterValidator, Field, ValidationError, ValidationInfo, create_model, field_validator,
+                      model_validator)
 
 from promptlab.errors import UserError
+from promptlab.schema import StrictModel
 
 
 def _known_specs(info: ValidationInfo | None) -> dict:
@@ -38,12 +40,6 @@ def _check_dataset_id(dataset_id: str, info: ValidationInfo) -> str:
 DatasetId = Annotated[str, AfterValidator(_check_dataset_id)]  # a datasets.yaml or data.custom_datasets id
 
 
-class StrictModel(BaseModel):
-    """Base of every params section: unknown keys are errors, values are not coerced silently."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 def looks_like_path(pretrained: str) -> bool:
     """model.pretrained names a local file (not an open_clip tag such as "openai")."""
     return "/" in pretrained or pretrained.endswith((".safetensors", ".pt", ".pth", ".bin"))
@@ -60,7 +56,7 @@ class ModelParams(StrictModel):
 
 
 class WorldParams(StrictModel):
-    """The embedded synthetic world (DESIGN.md §4)."""
+    """The embedded synthetic world (docs/architecture.md "Raw data")."""
 
     seed: int = 0
     image_size: int = Field(32, ge=8)
@@ -168,7 +164,7 @@ def custom_specs(custom: dict[str, CustomDatasetParams]) -> dict:
 
 class FeatureParams(StrictModel):
     batch_size: int = Field(256, ge=1)
-    train_views: int = Field(4, ge=1)  # augmented views per training image, each encoded once (DESIGN.md §7)
+    train_views: int = Field(4, ge=1)  # augmented views per training image, each encoded once (docs/protocols.md)
     crop_scale_min: float = Field(0.08, gt=0, le=1)  # CoOp's random-resized-crop scale range is (0.08, 1)
     seed: int = 0
     patches: bool = True  # also store projected patch tokens
@@ -177,7 +173,7 @@ class FeatureParams(StrictModel):
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
 
 
-# CuPL's five questions (METHODS.md "LLM description banks"); {} is the class name.
+# CuPL's five questions (docs/methods/baselines.md "cupl"); {} is the class name.
 CUPL_QUESTIONS = ["Describe what a {} looks like", "How can you identify a {}?", "What does a {} look like?",
                   "Describe an image from the internet of a {}", "A caption of an image of a {}:"]
 
@@ -337,8 +333,9 @@ class EvalParams(StrictModel):
 def _build_params_model() -> type[StrictModel]:
     """Params = the fixed sections above + one section per registered method (its own Config class). The method
     configs are imported without the methods themselves: validating params must not import torch."""
-    from promptlab.method_configs import METHOD_CONFIGS
+    from promptlab.methods import methods
 
+    METHOD_CONFIGS = {name: spec.config for name, spec in methods().items()}
     method_sections: dict[str, Any] = {name: (cfg, cfg()) for name, cfg in METHOD_CONFIGS.items()}
 
     def _known_methods(cls, names: list[str]) -> list[str]:
@@ -402,14 +399,9 @@ def _build_params_model() -> type[StrictModel]:
     )
 
 
-_PARAMS_MODEL: type[StrictModel] | None = None
-
-
+@functools.cache
 def params_model() -> type[StrictModel]:
-    global _PARAMS_MODEL
-    if _PARAMS_MODEL is None:
-        _PARAMS_MODEL = _build_params_model()
-    return _PARAMS_MODEL
+    return _build_params_model()
 
 
 def _format_error(err: ValidationError, source: str) -> str:

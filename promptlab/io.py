@@ -80,7 +80,7 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: d
     meta = {META_KEY: json.dumps(metadata, sort_keys=True)} if metadata else None
     with atomic_file(path) as tmp:
         # metadata=None, not {}: safetensors 0.8 writes a corrupt header for {} tensors + {} metadata
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
 
 
 def load_tensors(path: str | Path, skip: tuple[str, ...] = ()) -> tuple[dict[str, torch.Tensor], dict]:

@@ -1,5 +1,5 @@
-"""Aggregating per-run metrics into metrics/summary.json (DESIGN.md §6), the report tables (mean ± std over
-seeds, methods as rows), and the published numbers they are compared with under the paper protocol.
+"""Aggregating per-run metrics into metrics/summary.json (shape: docs/architecture.md), the report tables (mean ±
+std over seeds, methods as rows), and the published numbers they are compared with under the paper protocol.
 
 Per run JSON (written by the run stage):
     base2new:     {"protocol": "base2new", "dataset", "method", "seed", "base": {correct,total,acc}, "new": {...}}
@@ -111,7 +111,7 @@ def summarize_few_shot(runs: list[dict]) -> dict:
 
 
 def summarize(runs: list[dict]) -> dict:
-    """metrics/summary.json: one key per protocol (DESIGN.md §6)."""
+    """metrics/summary.json: one key per protocol (shape: docs/architecture.md "metrics/summary.json")."""
     return {"base2new": summarize_base2new(runs), "domain_shift": summarize_transfer(runs, "domain_shift"),
             "cross_dataset": summarize_transfer(runs, "cross_dataset"), "few_shot": summarize_few_shot(runs)}
 
@@ -307,6 +307,70 @@ def few_shot_markdown(df: pl.DataFrame, level: str = "##") -> str:
     return "\n".join(parts)
 
 
+# --- the headline: one row per method ------------------------------------------------------------------------------
+
+HEADLINE_COLUMNS = ["method", "base", "new", "hm", "domain_shift", "cross_dataset", "few_shot"]
+
+
+def _long(rows: list[dict], value: str) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema={"method": pl.String, value: pl.Float64})
+
+
+def _mean_or_null(column: str) -> pl.Expr:
+    """The mean over a method's rows, null when any row is null (a target the method could not score), so a
+    mean never quietly averages fewer targets for one method than for another."""
+    mean = pl.col(column).mean().round(4)  # 4 decimals, like every number of the summary
+    return pl.when(pl.col(column).null_count() == 0).then(mean).otherwise(None).alias(column)
+
+
+def headline_shots(summary: dict) -> int | None:
+    """The largest shot count of the few-shot curves (the headline's few-shot column), None without curves."""
+    shots = [int(k) for methods in summary["few_shot"].values() for accs in methods.values() for k in accs
+             if not k.endswith("_std")]
+    return max(shots, default=None)
+
+
+def headline_table(summary: dict) -> pl.DataFrame:
+    """One row per method, the numbers to read first: the base-to-new average (base, new, HM of the
+    dataset-averaged base and new, as in the summary), the mean accuracy over the domain-shift targets and over
+    the cross-dataset targets (each source's own accuracy left out), and the few-shot accuracy at the largest
+    shot count (mean over the few-shot datasets). Null where a method has no such run, or cannot score one of
+    the targets. Columns no method has are dropped."""
+    average = summary["base2new"].get("average", {})
+    b2n = pl.DataFrame([{"method": m, "base": v["base"], "new": v["new"], "hm": v["hm"]} for m, v in average.items()],
+                       schema={"method": pl.String, "base": pl.Float64, "new": pl.Float64, "hm": pl.Float64})
+    parts = [b2n]
+    for protocol in ("domain_shift", "cross_dataset"):
+        rows = [{"method": m, protocol: acc} for source, methods in summary[protocol].items()
+                for m, accs in methods.items() for t, acc in accs.items() if not t.endswith("_std") and t != source]
+        parts.append(_long(rows, protocol).group_by("method").agg(_mean_or_null(protocol)))
+    k = headline_shots(summary)
+    rows = [{"method": m, "few_shot": accs.get(str(k))} for methods in summary["few_shot"].values()
+            for m, accs in methods.items()]
+    parts.append(_long(rows, "few_shot").group_by("method").agg(_mean_or_null("few_shot")))
+    methods = pl.DataFrame({"method": sorted({m for part in parts for m in part["method"]})}, schema={"method": pl.String})
+    table = methods
+    for part in parts:
+        table = table.join(part, on="method", how="left")
+    return table.select(c for c in HEADLINE_COLUMNS if c == "method" or table[c].null_count() < table.height)
+
+
+HEADLINE_LEGEND = ("base, new, HM: the base-to-new average over datasets (HM of the averaged base and new); domain "
+                   "shift, cross-dataset: the mean accuracy over the targets, the source left out; few-shot: all "
+                   "classes at the largest shot count. — : no such run, or a target the method cannot score.")
+
+
+def headline_markdown(summary: dict) -> str:
+    """The headline table with readable column names; "" when there are no runs."""
+    table = headline_table(summary)
+    if not table.height:
+        return ""
+    k = headline_shots(summary)
+    names = {"hm": "HM", "domain_shift": "domain shift", "cross_dataset": "cross-dataset",
+             "few_shot": f"few-shot ({k} shot{'s' * (k != 1)})"}
+    return markdown_table(table.rename({c: n for c, n in names.items() if c in table.columns}))
+
+
 PROTOCOL_TITLES = {"base2new": "Base-to-new", "domain_shift": "Domain shift", "cross_dataset": "Cross-dataset transfer",
                    "few_shot": "Few-shot, all classes (accuracy by shots per class)"}
 
@@ -324,13 +388,16 @@ def protocol_markdown(protocol: str, df: pl.DataFrame, level: str = "##") -> str
 
 
 def write_tables(summary: dict, frames: dict[str, pl.DataFrame], tables: str | Path, plots: str | Path):
-    """<tables>/<protocol>.{md,csv} (methods as rows, mean and std over seeds) and <plots>/<protocol>.csv (one
-    number per row, the data of dvc.yaml's `plots`)."""
+    """<tables>/<protocol>.{md,csv} (methods as rows, mean and std over seeds), <tables>/headline.{md,csv} (one
+    row per method) and <plots>/<protocol>.csv (one number per row, the data of dvc.yaml's `plots`)."""
     tables, plots = Path(tables), Path(plots)
     outputs = [(plots / "base2new.csv", base2new_table(summary)),
                (plots / "domain_shift.csv", transfer_table(summary, "domain_shift")),
                (plots / "cross_dataset.csv", transfer_table(summary, "cross_dataset")),
                (plots / "few_shot.csv", few_shot_table(summary))]
+    outputs += [(tables / "headline.md", f"# Headline (%, mean over seeds)\n\n{HEADLINE_LEGEND}\n\n"
+                                          f"{headline_markdown(summary) or 'No runs.'}\n"),
+                (tables / "headline.csv", headline_table(summary))]
     for protocol, df in frames.items():
         body = protocol_markdown(protocol, df) or "No runs.\n"
         outputs += [(tables / f"{protocol}.md", f"# {PROTOCOL_TITLES[protocol]} (%, mean ± std over seeds)\n\n{body}"),

@@ -1,4 +1,4 @@
-"""The report's PNG figures and the results page that shows them (DESIGN.md §6).
+"""The report's PNG figures and the results page that shows them (docs/architecture.md "Report outputs").
 
 Figures are drawn with matplotlib's Agg canvas under matplotlib's default style (a user's matplotlibrc cannot
 change them), at a fixed size and dpi, and saved without the Software/date metadata, so a rerun on the same
@@ -19,8 +19,9 @@ import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from promptlab.report import (PROTOCOL_TITLES, base2new_reference, domain_shift_reference, is_paper_protocol,
-                              markdown_table, protocol_markdown)
+from promptlab.methods import methods
+from promptlab.report import (HEADLINE_LEGEND, PROTOCOL_TITLES, base2new_reference, domain_shift_reference,
+                              headline_markdown, is_paper_protocol, markdown_table, protocol_markdown)
 
 DPI = 100
 BAR_SIZE = (9.0, 3.6)  # inches: 900 x 360 px
@@ -112,6 +113,24 @@ def mean_curves(curves: pl.DataFrame) -> pl.DataFrame:
     return curves.group_by(keys).agg(pl.col("value").mean().alias("mean"), pl.len().alias("seeds")).sort(keys)
 
 
+def trains_in_epochs(method: str) -> bool:
+    """Whether a method's logged steps are SGD epochs: its params block has `epochs` (the shared training loop's
+    methods). The linear probe's steps are its search over the regularisation C (one fit per C tried, scored on
+    the val shots), and the zero-shot methods log one step: neither belongs on an epoch axis."""
+    spec = methods().get(method)
+    config = spec.config if spec else None
+    return config is not None and "epochs" in config.model_fields
+
+
+def split_epoch_curves(mean: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    """(the curves of methods that train in epochs, the sorted names of the other methods with more than one
+    logged step: left off the epoch axis)."""
+    methods = mean["method"].unique().to_list()
+    epochs = [m for m in methods if trains_in_epochs(m)]
+    steps = mean.group_by("method").agg(pl.col("step").n_unique()).filter(pl.col("step") > 1)["method"]
+    return mean.filter(pl.col("method").is_in(epochs)), sorted(set(steps) - set(epochs))
+
+
 def plot_curves(mean: pl.DataFrame, colours: dict[str, str], title: str, path: Path) -> None:
     """Loss and accuracy per epoch, one line per method; methods with a single logged step (nothing trained,
     or one epoch) are left out."""
@@ -147,11 +166,20 @@ def write_figures(frames: dict[str, pl.DataFrame], curves: pl.DataFrame, out: st
     mean = mean_curves(curves)
     for (protocol, dataset), part in mean.group_by("protocol", "dataset", maintain_order=True):
         name, title = f"curves_{protocol}_{dataset}.png", f"Training curves: {protocol}, {dataset} (mean over seeds)"
-        plot_curves(part, colours, title, out / name)
-        steps = part.group_by("method").agg(pl.col("step").n_unique()).filter(pl.col("step") < 2)
-        left_out = ", ".join(sorted(steps["method"]))
-        made.append(("curves", title, name, left_out and f"One logged step only, not drawn: {left_out}."))
+        epochs, searches = split_epoch_curves(part)
+        plot_curves(epochs, colours, title, out / name)
+        made.append(("curves", title, name, _curves_note(part, searches)))
     return made
+
+
+def _curves_note(mean: pl.DataFrame, searches: list[str]) -> str:
+    """What a training-curves figure leaves out, and why (`searches`: from split_epoch_curves)."""
+    steps = mean.group_by("method").agg(pl.col("step").n_unique()).filter(pl.col("step") < 2)
+    notes = [f"One logged step only, not drawn: {', '.join(sorted(steps['method']))}."] if steps.height else []
+    if searches:
+        notes.append(f"Not on the epoch axis: {', '.join(searches)} (its logged steps are the values of the "
+                     "regularisation C it tried on the val shots, not epochs).")
+    return " ".join(notes)
 
 
 # --- the results page -----------------------------------------------------------------------------------------------
@@ -194,8 +222,9 @@ def _setting(runs: list[dict], params: dict) -> str:
 
 def results_page(summary: dict, frames: dict[str, pl.DataFrame], runs: list[dict], params: dict,
                  figures: list[tuple[str, str, Path, str]], page: str | Path, refs: dict) -> str:
-    """The results page: runs and params, the tables and figures of each protocol (links relative to the page),
-    training curves, and, under the paper protocol only, the published numbers beside ours."""
+    """The results page: runs and params, the headline table (one row per method), the tables and figures of each
+    protocol (links relative to the page), training curves, and, under the paper protocol only, the published
+    numbers beside ours."""
     link = lambda p: Path(os.path.relpath(p, Path(page).parent)).as_posix()  # noqa: E731
     figs = lambda section: "".join(f"![{t}]({link(p)})\n\n" + (n and f"{n}\n\n")  # noqa: E731
                                    for s, t, p, n in figures if s == section)
@@ -209,6 +238,7 @@ def results_page(summary: dict, frames: dict[str, pl.DataFrame], runs: list[dict
     return "\n".join([
         "# Results\n", "<!-- generated by stages/report.py from the per-run metrics: change the code, not this -->\n",
         _setting(runs, params),
+        "## Headline\n", f"{HEADLINE_LEGEND}\n", headline_markdown(summary) or "No runs.\n",
         "Accuracies in %, mean ± sample std over seeds. HM is the harmonic mean of the seed-averaged base and new "
         "(its ± is the std of the per-seed HMs); the average is the HM of the dataset-averaged base and new. "
         "— : a closed-vocabulary method (linear probe) cannot score classes it was not trained on. Domain shift, "

@@ -1,25 +1,27 @@
-"""The one training loop, for every method, over cached features.
+"""The one training loop, for every method, over a source of training batches.
 
-An epoch visits every training image once in a seeded random order and draws one of its V pre-encoded
-augmented views (this keeps CoOp's augmentation protocol without running the image tower). SGD with
-momentum, constant-lr warm-up then cosine decay stepped per epoch. A checkpoint after every epoch lets an
-interrupted run resume to the same result."""
+The default source is the cached features: an epoch visits every training image once in a seeded random
+order and draws one of its V pre-encoded augmented views (this keeps CoOp's augmentation protocol without
+running the image tower). Methods that train on pixels get a pixel source instead (same interface:
+`epoch(e)` yields Batches). SGD with momentum, constant-lr warm-up then cosine decay stepped per epoch. Every
+batch is moved to the method's device. A checkpoint after every epoch (learned tensors, momentum, the CPU and
+CUDA RNG states) lets an interrupted run resume to the same result."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 
 from promptlab.io import load_tensors, save_tensors
-from promptlab.method_configs import TrainConfig
 from promptlab.methods.base import Batch, PromptMethod, TrainData
+from promptlab.methods.base_config import TrainConfig
 from promptlab.prompts.bank import ClassSet
 
-__all__ = ["TrainData", "train", "lr_at", "epoch_batches", "make_batch"]
+__all__ = ["TrainData", "FeatureSource", "train", "lr_at", "epoch_batches", "make_batch"]
 
 
 def lr_at(cfg: TrainConfig, epoch: int) -> float:
@@ -48,12 +50,26 @@ def make_batch(data: TrainData, idx: torch.Tensor, views: torch.Tensor, need_pat
     return Batch(feats, data.labels[idx], patches)
 
 
+class FeatureSource:
+    """Training batches from cached features: `epoch(e)` yields the epoch's seeded batches (CPU tensors)."""
+
+    def __init__(self, data: TrainData, batch_size: int, seed: int, patches: bool):
+        self.data, self.batch_size, self.seed, self.patches = data, batch_size, seed, patches
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        n, n_views = len(self.data.labels), self.data.features.shape[1]
+        for idx, views in epoch_batches(n, n_views, self.batch_size, self.seed, epoch):
+            yield make_batch(self.data, idx, views, self.patches)
+
+
 def _checkpoint(path: Path, method: PromptMethod, opt: torch.optim.Optimizer, epoch: int) -> None:
     tensors = {f"method.{k}": v for k, v in method.learned_state().items()}
     for i, (p, state) in enumerate(((p, opt.state.get(p, {})) for p in method.parameters() if p.requires_grad)):
         if "momentum_buffer" in state and state["momentum_buffer"] is not None:
             tensors[f"optim.momentum.{i}"] = state["momentum_buffer"].detach().cpu()
     tensors["rng.torch"] = torch.get_rng_state()  # stochastic methods (sampling, mixup) resume exactly
+    if method.device.type == "cuda":  # draws made on the GPU (e.g. torch.randn(..., device=cuda)) too
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(method.device)
     save_tensors(path, tensors, {"epoch": epoch})
 
 
@@ -64,14 +80,18 @@ def _resume(path: Path, method: PromptMethod, opt: torch.optim.Optimizer) -> int
         if f"optim.momentum.{i}" in tensors:
             opt.state[p]["momentum_buffer"] = tensors[f"optim.momentum.{i}"].to(p.device)
     torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and method.device.type == "cuda":
+        torch.cuda.set_rng_state(tensors["rng.cuda"], method.device)
     return int(meta["epoch"]) + 1
 
 
 def train(method: PromptMethod, data: TrainData, classes: ClassSet, cfg: TrainConfig, *, seed: int,
           checkpoint: Path | None = None, on_epoch: Callable[[int, dict], None] | None = None,
-          val: TrainData | None = None) -> list[dict]:
-    """Train `method` in place; returns per-epoch {epoch, lr, loss, acc}. `val` (the few-shot val draw) is
+          val: TrainData | None = None, source=None) -> list[dict]:
+    """Train `method` in place; returns per-epoch {epoch, lr, loss, acc}. `data` is what `prepare`/`fit` see;
+    the batches come from `source` (default: FeatureSource over `data`). `val` (the few-shot val draw) is
     used only by own-solver methods that pick hyperparameters on it (linear probe)."""
+    classes = classes.to(method.device)
     method.prepare(data, classes)
     if method.own_solver:
         history = method.fit(data, classes, val)
@@ -80,6 +100,7 @@ def train(method: PromptMethod, data: TrainData, classes: ClassSet, cfg: TrainCo
                 on_epoch(record["epoch"], record)
         method.eval()
         return history
+    source = source or FeatureSource(data, cfg.batch_size, seed, method.needs_patches)
     params = [p for p in method.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     start = _resume(checkpoint, method, opt) if checkpoint is not None and checkpoint.exists() else 0
@@ -90,23 +111,25 @@ def train(method: PromptMethod, data: TrainData, classes: ClassSet, cfg: TrainCo
         for group in opt.param_groups:
             group["lr"] = lr
         total_loss, correct, seen = 0.0, 0, 0
-        for step, (idx, views) in enumerate(epoch_batches(len(data.labels), data.features.shape[1],
-                                                          cfg.batch_size, seed, epoch)):
-            batch = make_batch(data, idx, views, method.needs_patches)
+        for step, batch in enumerate(source.epoch(epoch)):
+            batch = batch.to(method.device)
+            method.check_device(batch)
             opt.zero_grad(set_to_none=True)
             loss, logits = method.backward(batch, classes)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"{method.name}: non-finite loss {loss.item()} at epoch {epoch} "
-                                         f"step {step} (batch sample indices {idx[:8].tolist()}...)")
+                                         f"step {step}")
             opt.step()
-            total_loss += loss.item() * len(idx)
+            total_loss += loss.item() * len(batch)
             correct += int((logits.argmax(dim=-1) == batch.labels).sum())
-            seen += len(idx)
+            seen += len(batch)
+        method.on_epoch_end(epoch)
         record = {"epoch": epoch, "lr": lr, "loss": total_loss / seen, "acc": 100.0 * correct / seen}
         history.append(record)
         if checkpoint is not None:
             _checkpoint(checkpoint, method, opt, epoch)
         if on_epoch:
             on_epoch(epoch, record)
+    method.finish_training()
     method.eval()
     return history

@@ -1,4 +1,5 @@
-"""great-expectations suites that gate the pipeline (imported lazily: GX takes seconds to import).
+"""great-expectations suites that gate the pipeline (imported lazily: GX takes seconds to import, and quietly:
+no progress bars, no INFO lines).
 
 Each suite runs on a small polars table (one row per sample or per class) and yields a JSON-ready report:
 {"suite", "success", "evaluated", "failed": [{"expectation", "column", "unexpected_count", "examples"}]}.
@@ -7,6 +8,7 @@ stops the stage with one line naming the suite and every failed expectation."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import polars as pl
@@ -20,10 +22,32 @@ from promptlab.io import write_json
 NORM_RANGE = (1e-3, 1e4)
 
 
-def _run_suite(name: str, df: pl.DataFrame, expectations: list) -> dict:
+def _gx():
+    """great_expectations, imported so that it prints nothing. GX draws a tqdm bar ("Calculating Metrics") per
+    suite on stderr and logs INFO lines (at import, and per context) wherever logging is configured at INFO;
+    under `dvc repro` they bury the one line a stage prints about its outcome. Its loggers are held at WARNING
+    (one of them sets INFO on itself at import, so it is raised after the import too)."""
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     import great_expectations as gx
 
-    context = gx.get_context(mode="ephemeral")
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("great_expectations.") and 0 < logging.getLogger(name).level < logging.WARNING:
+            logging.getLogger(name).setLevel(logging.WARNING)
+    return gx
+
+
+def _quiet_context():
+    """An ephemeral GX context with its progress bars switched off (GX's own `progress_bars` setting)."""
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = _gx().get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    return context
+
+
+def _run_suite(name: str, df: pl.DataFrame, expectations: list) -> dict:
+    gx = _gx()
+    context = _quiet_context()
     batch_def = (context.data_sources.add_pandas(name).add_dataframe_asset(name)
                  .add_batch_definition_whole_dataframe(name))
     suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
@@ -37,7 +61,7 @@ def _run_suite(name: str, df: pl.DataFrame, expectations: list) -> dict:
     return {"suite": name, "success": bool(result.success), "failed": failed, "evaluated": len(result.results)}
 
 
-def _describe(failure: dict) -> str:
+def _failure_text(failure: dict) -> str:
     where = f"({failure['column']})" if failure["column"] else ""
     count = f" {failure['unexpected_count']} rows" if failure["unexpected_count"] else ""
     examples = f" e.g. {', '.join(failure['examples'][:3])}" if failure["examples"] else ""
@@ -48,7 +72,7 @@ def gate(reports: dict | list[dict], path: str | Path | None = None) -> dict | l
     """Write the report(s) to `path` (if given), then raise one UserError naming every failed expectation."""
     if path is not None:
         write_json(path, reports)
-    failures = [f"{r['suite']}: {_describe(f)}" for r in (reports if isinstance(reports, list) else [reports])
+    failures = [f"{r['suite']}: {_failure_text(f)}" for r in (reports if isinstance(reports, list) else [reports])
                 for f in r["failed"]]
     if failures:
         where = f" (report: {path})" if path is not None else ""
@@ -62,9 +86,7 @@ def validate_manifest(manifest: pl.DataFrame, n_classes: int, name: str = "manif
     """Keys unique, labels in range, splits known, sha256 present, every class has a sample in each split of
     `classes_in` (a failure's examples name the labels). `skipped` (images left out under data.bad_images: skip)
     goes into the report as {"count", "items"}: recorded, not a failure."""
-    import great_expectations as gx
-
-    E = gx.expectations
+    E = _gx().expectations
     per_class = samples_per_class(manifest, n_classes, classes_in)
     result = _run_suite(name, manifest, [
         E.ExpectColumnValuesToBeUnique(column="key"),
@@ -109,9 +131,7 @@ def validate_features(tensors: dict[str, torch.Tensor], keys: list[str], expecte
                       n_classes: int, embed_dim: int, name: str) -> dict:
     """Rows match the manifest in order, dtype fp16, shapes [N, V, D] / [N, V, P, D], finite, norms in range,
     labels in range."""
-    import great_expectations as gx
-
-    E = gx.expectations
+    E = _gx().expectations
     g = tensors["global"]
     if keys != expected_keys:
         raise UserError(f"{name}: feature rows do not match the manifest ({len(keys)} rows vs {len(expected_keys)}"
@@ -137,9 +157,7 @@ def validate_features(tensors: dict[str, torch.Tensor], keys: list[str], expecte
 def validate_bank(classes, min_descriptions: int, name: str) -> dict:
     """Every class present once with finite features for the template and each ensemble, and (when the bank has
     descriptions) at least `min_descriptions` sentences per class."""
-    import great_expectations as gx
-
-    E = gx.expectations
+    E = _gx().expectations
     n = len(classes.names)
     counts = (torch.bincount(classes.sentence_labels, minlength=n).tolist() if classes.sentences is not None
               else None)

@@ -7,8 +7,8 @@ from pathlib import Path
 from promptlab.cli import run
 from promptlab.config import load_params
 from promptlab.io import atomic_dir, atomic_file, write_json
-from promptlab.report import (environment_markdown, environment_summary, load_references, load_runs,
-                              markdown_table, report_frames, summarize, with_pm, write_tables)
+from promptlab.report import (environment_markdown, environment_summary, headline_markdown, load_references,
+                              load_runs, report_frames, summarize, write_tables)
 from promptlab.report_figures import load_curves, results_page, write_figures
 
 
@@ -36,8 +36,7 @@ def main() -> None:
     page += "\n" + environment_markdown(environment, runs)
     with atomic_file(args.page) as tmp:
         tmp.write_text(page)
-    b2n = frames["base2new"]
-    print(markdown_table(with_pm(b2n.filter(b2n["dataset"] == "average").drop("dataset"))))
+    print(headline_markdown(summary), end="")  # the page's headline table; the rest is in metrics/report.md
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ import torch.nn.functional as F
 from promptlab.api import PromptClassifier
 from promptlab.clip.pretrain import save_checkpoint
 from promptlab.data import synthetic
-from promptlab.methods.coop import CoOp
-from promptlab.protocols import save_method
+from promptlab.methods.coop.method import CoOp
+from promptlab.saved_prompt import save_prompt
 from promptlab.train import train
 
 
@@ -16,7 +16,7 @@ def test_a_saved_coop_prompt_classifies_new_images_like_the_trained_method(
     torch.manual_seed(0)
     coop = CoOp(cfg, frozen_clip, class_set)
     train(coop, separable_data(class_set), class_set, cfg, seed=1)
-    save_method(tmp_path / "run", coop, class_set, {"protocol": "base2new"})
+    save_prompt(tmp_path / "run", coop, class_set, {"protocol": "base2new"})
     save_checkpoint(loaded_clip.model, tmp_path / "clip.safetensors")
 
     classes = synthetic.world_classes()[:5]

@@ -12,7 +12,9 @@ from pydantic import ValidationError
 from promptlab.config import load_params, validate_params
 from promptlab.data.registry import DATASETS
 from promptlab.errors import UserError
-from promptlab.methods import REGISTRY
+from promptlab.methods import method_class, methods
+
+REGISTRY = {name: method_class(name) for name in methods()}
 
 
 def _error(raw: dict) -> str:
@@ -298,13 +300,17 @@ def test_the_old_flat_descriptions_key_is_a_clear_error():
     assert msg.startswith("params.yaml: prompts.descriptions: Input should be a valid dictionary")
 
 
-def test_method_configs_name_exactly_the_registered_methods_and_load_without_torch():
-    from promptlab.method_configs import METHOD_CONFIGS
+def test_one_registration_binds_name_params_block_and_class_and_validation_needs_no_torch():
+    from promptlab.methods.base import PromptMethod
 
-    assert list(METHOD_CONFIGS) == list(REGISTRY)
-    assert all(REGISTRY[name].Config is cfg for name, cfg in METHOD_CONFIGS.items())
+    for name, spec in methods().items():
+        cls = REGISTRY[name]
+        assert issubclass(cls, PromptMethod) and cls.name == name and cls.Config is spec.config
+        assert cls.__module__ == f"promptlab.methods.{name}.method"  # its own folder
+        assert spec.config.__module__ == f"promptlab.methods.{name}.config"
+        assert isinstance(getattr(validate_params({}), name), spec.config)  # its params section
     # validating params (every stage's first step) must not import torch: the data, description and report
-    # stages never touch a model, and torch + open_clip cost ~7 s per process on a 2-core machine
+    # stages never touch a model, and torch + open_clip cost ~6 s per process (docs/architecture.md "Start-up cost")
     code = ("import sys; from promptlab.config import validate_params; validate_params({}); "
             "print(sorted(m for m in ('torch', 'open_clip', 'great_expectations') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -1,5 +1,6 @@
-"""Aggregation into summary.json (DESIGN.md §5 aggregation, §6 shape), the report tables (mean ± std over seeds),
-the paper-protocol rule and the published numbers beside ours."""
+"""Aggregation into summary.json (docs/protocols.md "HM and the overall row"; shape: docs/architecture.md), the
+report tables (mean ± std over seeds), the headline table, the paper-protocol rule and the published numbers beside
+ours."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from promptlab.io import write_json
 from promptlab.report import (base2new_markdown, base2new_reference, base2new_report, base2new_table,
                               domain_shift_reference, few_shot_markdown, few_shot_report, few_shot_table,
-                              harmonic_mean, is_paper_protocol, load_references, load_runs, markdown_table,
+                              harmonic_mean, headline_markdown, headline_table, is_paper_protocol, load_references, load_runs, markdown_table,
                               report_frames, summarize, summarize_base2new, transfer_markdown, transfer_report,
                               transfer_table, with_pm, write_tables)
 
@@ -366,6 +367,52 @@ def test_write_tables(tmp_path, summary):
     assert "| zeroshot | 2 | 40.00 ± 0.00 | 60.00 ± 0.00 |" in (tmp_path / "tables/domain_shift.md").read_text()
     assert "| coop | 2 | 85.00 ± 7.07 | 55.00 ± 7.07 |" in (tmp_path / "tables/cross_dataset.md").read_text()
     assert "| zeroshot | 2 | 35.00 ± 0.00 | 35.00 ± 0.00 |" in (tmp_path / "tables/few_shot.md").read_text()
+    assert pl.read_csv(tmp_path / "tables/headline.csv").equals(headline_table(summary))
+    assert headline_markdown(summary) in (tmp_path / "tables/headline.md").read_text()
+
+
+# --- the headline table -----------------------------------------------------------------------------------------------
+
+
+def test_headline_values_equal_the_summary(summary):
+    """Each cell read back from summary.json independently: the base-to-new average row, the mean over the
+    transfer targets other than the source, the few-shot accuracy at the largest shot count."""
+    table = {r["method"]: r for r in headline_table(summary).iter_rows(named=True)}
+    assert sorted(table) == ["coop", "zeroshot"]
+    for method, row in table.items():
+        average = summary["base2new"]["average"][method]
+        assert (row["base"], row["new"], row["hm"]) == (average["base"], average["new"], average["hm"])
+        for protocol in ("domain_shift", "cross_dataset"):
+            accs = summary[protocol]["synthetic"].get(method)
+            targets = [v for t, v in (accs or {}).items() if not t.endswith("_std") and t != "synthetic"]
+            assert row[protocol] == (round(statistics.fmean(targets), 4) if targets else None)
+        assert row["few_shot"] == summary["few_shot"]["synthetic"][method]["2"]
+
+
+def test_headline_by_hand(summary):
+    # coop: base2new 60 / 45 / 51.4286; domain shift (75 + 25) / 2; cross-dataset 55 (the source's 85 left out);
+    # few-shot at 2 shots 45. zeroshot: base (50 + 65) / 2, new (50 + 45) / 2; no cross-dataset run.
+    assert headline_table(summary).rows() == [
+        ("coop", 60.0, 45.0, pytest.approx(_hm(60, 45), abs=1e-4), 50.0, 55.0, 45.0),
+        ("zeroshot", 57.5, 47.5, pytest.approx(_hm(57.5, 47.5), abs=1e-4), 50.0, None, 35.0)]
+    text = headline_markdown(summary)
+    assert text.splitlines()[:3] == ["| method | base | new | HM | domain shift | cross-dataset | few-shot (2 shots) |",
+                                     "|---|---|---|---|---|---|---|",
+                                     "| coop | 60.00 | 45.00 | 51.43 | 50.00 | 55.00 | 45.00 |"]
+
+
+def test_headline_mean_is_null_when_a_target_cannot_be_scored():
+    runs = [_ds("synthetic", m, s, {"synthetic": (40, 50), "synthetic_sketch": (20, 50),
+                                    "synthetic_shapes": None if m == "linear_probe" else (10, 50)})
+            for m in ("coop", "linear_probe") for s in (1, 2)]
+    # coop (40 + 20) / 2; linear_probe null, not its sketch accuracy alone
+    assert headline_table(summarize(runs)).rows() == [("coop", 30.0), ("linear_probe", None)]
+
+
+def test_headline_drops_protocols_that_did_not_run():
+    runs = [r for r in RUNS if r["protocol"] == "base2new"]
+    assert headline_table(summarize(runs)).columns == ["method", "base", "new", "hm"]
+    assert headline_table(summarize([])).height == 0 and headline_markdown(summarize([])) == ""
 
 
 # --- the paper protocol and the published numbers ---------------------------------------------------------------------
@@ -387,7 +434,7 @@ def test_paper_protocol_rule():
     assert not is_paper_protocol("ViT-B-16", "openai", ELEVEN, shots=4)
 
 
-def test_reference_numbers_are_methods_md():
+def test_reference_numbers_are_the_published_ones():
     refs = load_references()
     b2n = {m: (r["base"], r["new"], r["hm"]) for m, r in refs["base2new"].items()}
     assert b2n == {"zeroshot": (69.34, 74.22, 71.70), "coop": (82.69, 63.22, 71.66),

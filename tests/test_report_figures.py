@@ -16,7 +16,8 @@ from PIL import Image
 from promptlab.io import write_json
 from promptlab.report import load_references, report_frames, summarize
 from promptlab.report_figures import (BAR_SIZE, CURVE_SIZE, DPI, grouped_bars, load_curves, mean_curves,
-                                      plot_curves, results_page, write_figures)
+                                      plot_curves, results_page, split_epoch_curves, trains_in_epochs,
+                                      write_figures)
 from test_report import ELEVEN, RUNS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -108,6 +109,46 @@ def test_curve_figure_is_a_real_image_and_deterministic(curves_dir, tmp_path):
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
 
 
+def _linear_probe_search(root: Path) -> None:
+    """A linear probe's logged steps: one per value of C tried (val accuracy), not epochs."""
+    for seed in (1, 2):
+        _write_tsv(root, "linear_probe", "base2new", "synthetic", seed, "loss", [0.9, 0.4, 0.2, 0.3, 0.25])
+        _write_tsv(root, "linear_probe", "base2new", "synthetic", seed, "acc", [40.0, 55.0, 60.0, 58.0, 60.0])
+
+
+def test_only_methods_with_epochs_count_as_epoch_curves():
+    assert trains_in_epochs("coop") and trains_in_epochs("cocoop") and trains_in_epochs("pbprompt")
+    assert not trains_in_epochs("linear_probe") and not trains_in_epochs("zeroshot")
+    assert not trains_in_epochs("no_such_method")
+
+
+def test_linear_probe_search_steps_are_split_off_the_epoch_axis(curves_dir):
+    _linear_probe_search(curves_dir)
+    mean = mean_curves(load_curves(curves_dir)).filter(pl.col("protocol") == "base2new")
+    epochs, searches = split_epoch_curves(mean)
+    assert sorted(set(epochs["method"])) == ["coop"]  # zeroshot (one step) and linear_probe (C search) left out
+    assert searches == ["linear_probe"]
+    assert epochs.height == mean.filter(pl.col("method") == "coop").height
+
+
+def test_curve_figure_is_the_same_with_or_without_linear_probe_runs(curves_dir, tmp_path):
+    """The C-search steps draw nothing on the epoch axis: the figure's bytes do not change when they are added,
+    and the page says why they are missing."""
+    summary = summarize(RUNS)
+    frames = report_frames(summary, RUNS)
+    before = write_figures(frames, load_curves(curves_dir), tmp_path / "before")
+    _linear_probe_search(curves_dir)
+    after = write_figures(frames, load_curves(curves_dir), tmp_path / "after")
+    name = "curves_base2new_synthetic.png"
+    assert (tmp_path / "before" / name).read_bytes() == (tmp_path / "after" / name).read_bytes()
+    notes = {n: note for s, _, n, note in after if s == "curves"}
+    assert notes[name] == ("One logged step only, not drawn: zeroshot. Not on the epoch axis: linear_probe (its "
+                           "logged steps are the values of the regularisation C it tried on the val shots, not "
+                           "epochs).")
+    assert notes["curves_domain_shift_synthetic.png"] == ""
+    assert [n for _, _, n, note in before if n == name and note] == [name]
+
+
 @pytest.fixture()
 def figures(curves_dir, tmp_path):
     summary = summarize(RUNS)
@@ -147,6 +188,9 @@ def test_results_page_links_existing_files(figures, tmp_path):
 def test_results_page_content(figures, tmp_path):
     text, _ = _page(figures, tmp_path)
     assert text.startswith("# Results\n")
+    # the headline table comes first, before every protocol section
+    assert text.index("## Headline") < min(text.index(f"## {t}") for t in ("Base-to-new", "Domain shift"))
+    assert "| coop | 60.00 | 45.00 | 51.43 | 50.00 | 55.00 | 45.00 |" in text.split("## Base-to-new")[0]
     assert ("**22 runs** (8 base-to-new, 4 domain shift, 2 cross-dataset transfer, 8 few-shot) of 2 methods "
             "(coop, zeroshot), seeds 1, 2.") in text
     assert "cross-dataset from synthetic to synthetic_shapes; few-shot curves (1, 2 shots) on synthetic." in text

@@ -1,9 +1,10 @@
 import math
 
+import pytest
 import torch
 
-from promptlab.method_configs import TrainConfig
-from promptlab.methods.coop import CoOp
+from promptlab.methods.base_config import TrainConfig
+from promptlab.methods.coop.method import CoOp
 from promptlab.train import TrainData, epoch_batches, lr_at, train
 
 
@@ -106,3 +107,44 @@ def test_prepare_sees_the_training_data_and_own_solvers_get_val(frozen_clip, cla
                     val=val, on_epoch=lambda e, r: logged.append(r["loss"]))
     assert seen == {"prepare": (torch.Size([36, 2, 128]), 6), "val": list(range(6))}
     assert history == [{"epoch": 0, "lr": 0.0, "loss": 1.5, "acc": 50.0}] and logged == [1.5]
+
+
+def test_every_batch_reaches_the_method_on_its_device(frozen_clip, class_set, separable_data):
+    """Training data is stored on the CPU; the loop and the scorer must move each batch (and the class set)
+    to the method's device before the method sees it. The method below claims a fake second device ("meta"),
+    records what it is given and stops (meta tensors hold no values to go on with)."""
+    from promptlab.evaluate import count_correct
+    from promptlab.train import FeatureSource
+
+    seen = []
+
+    class Seen(Exception):
+        pass
+
+    class Spy(CoOp):
+        @property
+        def device(self):
+            return torch.device("meta")
+
+        def backward(self, batch, classes):
+            seen.append({"features": batch.features.device.type, "labels": batch.labels.device.type,
+                         "classes": classes.hand_features.device.type})
+            raise Seen
+
+        def precompute(self, classes):
+            seen.append({"classes": classes.hand_features.device.type})
+
+        def logits(self, batch, classes, cached=None):
+            seen.append({"features": batch.features.device.type, "labels": batch.labels.device.type})
+            raise Seen
+
+    method = Spy(CoOp.Config(epochs=1, warmup_epochs=0, batch_size=8), frozen_clip, class_set)
+    data = separable_data(class_set, n_per_class=4)
+    with pytest.raises(Seen):
+        train(method, data, class_set, method.cfg, seed=1)
+    with pytest.raises(Seen):
+        count_correct(method, data.features[:, 0], data.labels, class_set)
+    assert len(seen) == 3 and all(d == "meta" for record in seen for d in record.values())
+    # and the boundary check names a tensor that was not moved
+    with pytest.raises(RuntimeError, match=r"batch.features is on cpu, the method on meta"):
+        method.check_device(next(iter(FeatureSource(data, 8, 1, False).epoch(0))))

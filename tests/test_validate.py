@@ -4,6 +4,9 @@ failed expectation, and the JSON report is written before the stage stops."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -23,6 +26,35 @@ def test_manifest_passes_and_writes_its_report(tmp_path):
     report = validate_manifest(_manifest(), 3, name="m", report=tmp_path / "r.json")
     assert report["success"] and report["failed"] == [] and report["evaluated"] == 6
     assert json.loads((tmp_path / "r.json").read_text()) == report
+
+
+def test_a_passing_suite_prints_nothing(capfd):
+    """GX's tqdm bars ("Calculating Metrics") go to stderr unless switched off: a gate prints nothing."""
+    validate_manifest(_manifest(), 3, name="m")
+    out, err = capfd.readouterr()
+    assert "Calculating Metrics" not in err and err == "" and out == ""
+
+
+QUIET_SCRIPT = """
+import logging
+logging.basicConfig(level=logging.INFO, format="LOG %(name)s %(levelname)s %(message)s")
+import polars as pl
+from promptlab.validate import validate_manifest
+rows = [(f"{s}_{c}", s, c) for s in ("train", "test") for c in range(3)]
+df = pl.DataFrame({"key": [r[0] for r in rows], "split": [r[1] for r in rows], "label": [r[2] for r in rows],
+                   "sha256": ["a" * 64] * len(rows)})
+validate_manifest(df, 3, name="m")
+logging.getLogger("promptlab").info("still on")
+"""
+
+
+def test_a_stage_with_info_logging_sees_no_gx_lines():
+    """In a fresh process (GX logs INFO lines at import) with logging at INFO, validation adds no line: only the
+    process's own INFO line reaches stderr."""
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", QUIET_SCRIPT], capture_output=True, text=True, cwd=root,
+                          env={"PYTHONPATH": str(root), "PATH": ""}, check=True)
+    assert done.stderr.splitlines() == ["LOG promptlab INFO still on"], done.stderr[:2000]
 
 
 def test_manifest_failures_are_named_and_reported(tmp_path):

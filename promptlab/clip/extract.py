@@ -1,4 +1,4 @@
-"""Shards -> cached features for one dataset split (DESIGN.md §7).
+"""Shards -> cached features for one dataset split (format: docs/architecture.md "Features").
 
 Per split a safetensors file with
     global  [N, V, D] fp16   projected global embeddings (V = 1 test view, or V seeded augmented train views)

@@ -1,7 +1,7 @@
 """Image feature extraction: projected global embedding + projected patch tokens, computed once.
 
 open_clip's VisionTransformer returns patch tokens after ln_post but before the projection; we apply
-`visual.proj` so patches live in the same joint space as the text features (DESIGN.md §7)."""
+`visual.proj` so patches live in the same joint space as the text features (docs/architecture.md "Features")."""
 
 from __future__ import annotations
 

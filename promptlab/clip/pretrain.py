@@ -1,4 +1,4 @@
-"""Contrastive pretraining of the project's tiny CLIP on captioned synthetic images (DESIGN.md §4).
+"""Contrastive pretraining of the project's tiny CLIP on captioned synthetic images (docs/architecture.md).
 
 Standard CLIP objective: symmetric cross-entropy over the batch's image-caption similarity matrix, learned
 temperature (clamped at 100 like CLIP). AdamW with linear warm-up then cosine decay. Captions are encoded

@@ -1,5 +1,5 @@
 """Reading CoOp-format datasets (image folder + split_zhou JSON), few-shot sampling and the base/new split,
-exactly per DESIGN.md §5. Datasets without a split JSON (ImageNet and its variants, FGVC-Aircraft) are read by
+exactly per docs/protocols.md. Datasets without a split JSON (ImageNet and its variants, FGVC-Aircraft) are read by
 readers.py into the same `dict[split, list[Item]]`."""
 
 from __future__ import annotations
@@ -84,14 +84,14 @@ def classnames(items: list[Item], dataset: str = "") -> list[str]:
     for it in items:
         seen = first.setdefault(it.label, it)
         if seen.classname != it.classname:
-            raise UserError(f"{prefix}label {it.label} has two class names: {seen.classname!r} ({describe(seen)}) "
-                            f"and {it.classname!r} ({describe(it)})")
+            raise UserError(f"{prefix}label {it.label} has two class names: {seen.classname!r} ({item_ref(seen)}) "
+                            f"and {it.classname!r} ({item_ref(it)})")
     n = max(first) + 1 if first else 0
     empty = missing_labels(first, n)
     if empty:
         top = first[n - 1]
         raise UserError(f"{prefix}labels {_some(empty)} have no items (empty classes) but label {top.label} has "
-                        f"({describe(top)}): labels must run 0..N-1, is {top.label} out of range?")
+                        f"({item_ref(top)}): labels must run 0..N-1, is {top.label} out of range?")
     return [first[i].classname for i in range(n)]
 
 
@@ -125,7 +125,8 @@ def class_count_problem(spec: DatasetSpec, n: int, where: str = "") -> str | Non
             "subset or your own data: give it its own id in data.custom_datasets, README \"Your own dataset\")")
 
 
-def describe(item: Item) -> str:
+def item_ref(item: Item) -> str:
+    """Where an item comes from, for error messages: its split and path, e.g. `train 'dog/train_0.jpg'`."""
     return f"{item.split} {item.path!r}"
 
 

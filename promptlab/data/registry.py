@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-READERS = ("split_json", "class_folders", "variant_lists")
+READER_KINDS = ("split_json", "class_folders", "variant_lists")  # datasets.yaml `reader`; the functions: readers.READERS
 CLASS_RULES = ("listed", "present", "numbered", "named")
 
 
@@ -55,8 +55,8 @@ class DatasetSpec:
     hint: str = ""
 
     def __post_init__(self):
-        if self.reader not in READERS:
-            raise ValueError(f"datasets.yaml: {self.id}: unknown reader {self.reader!r} (allowed: {READERS})")
+        if self.reader not in READER_KINDS:
+            raise ValueError(f"datasets.yaml: {self.id}: unknown reader {self.reader!r} (allowed: {READER_KINDS})")
         if self.classes not in CLASS_RULES:
             raise ValueError(f"datasets.yaml: {self.id}: unknown classes rule {self.classes!r}")
 
@@ -92,7 +92,7 @@ def _load() -> dict[str, DatasetSpec]:
 
 
 BUILTIN: dict[str, DatasetSpec] = _load()
-# Dataset ids -> where they live under data.root (CoOp's $DATA layout, DESIGN.md §5), how their items are read
+# Dataset ids -> where they live under data.root (CoOp's $DATA layout, docs/architecture.md), how their items are read
 # and their hand-crafted template (CoOp's CUSTOM_TEMPLATES). `test_only` datasets have no train/val and serve as
 # domain-shift targets. DATASETS = the built-in table + the data.custom_datasets of the params loaded last
 # (promptlab.config registers them), so every stage looks both up the same way.

@@ -1,4 +1,5 @@
-"""The embedded synthetic world (DESIGN.md §4): compositional colour × shape classes, rendered on the CPU.
+"""The embedded synthetic world (docs/architecture.md "Raw data"): compositional colour × shape classes,
+rendered on the CPU.
 
 It is the default dataset (written in CoOp's folder format, so the real adapter reads it), the source of
 shifted test-only domains for the domain-shift protocol, and the stream of captioned images the tiny CLIP is

@@ -1,26 +1,18 @@
-"""Registry of prompt methods: one line per method. Tests parametrised over REGISTRY pick new ones up."""
+"""Prompt methods, one folder each (promptlab/methods/<name>/: config.py, the torch-free params block that
+registers the method, and method.py, its torch code), on the shared base in base.py. Importing this package
+imports no torch; `method_class(name)` loads a method's code.
 
-from promptlab.methods.aape import AAPE
-from promptlab.methods.base import PromptMethod
-from promptlab.methods.cocoop import CoCoOp
-from promptlab.methods.coop import CoOp
-from promptlab.methods.cupl import CuPL
-from promptlab.methods.dualview import DualView
-from promptlab.methods.kgcoop import KgCoOp
-from promptlab.methods.linear_probe import LinearProbe
-from promptlab.methods.pbprompt import PBPrompt
-from promptlab.methods.prograd import ProGrad
-from promptlab.methods.zeroshot import ZeroShot
+Adding a method: README "Adding a method" lists every file it touches."""
 
-REGISTRY: dict[str, type[PromptMethod]] = {
-    "zeroshot": ZeroShot,
-    "coop": CoOp,
-    "cocoop": CoCoOp,
-    "cupl": CuPL,
-    "kgcoop": KgCoOp,
-    "prograd": ProGrad,
-    "linear_probe": LinearProbe,
-    "dualview": DualView,
-    "pbprompt": PBPrompt,
-    "aape": AAPE,
-}
+from promptlab.methods.base_config import MethodSpec, methods
+
+
+def method_class(name: str):
+    """The PromptMethod subclass registered as `name` (imports torch and the method's code)."""
+    specs = methods()
+    if name not in specs:
+        raise KeyError(f"unknown method {name!r} (registered: {', '.join(specs)})")
+    return specs[name].load()
+
+
+__all__ = ["MethodSpec", "methods", "method_class"]

@@ -68,6 +68,13 @@ class ClassSet:
                         self.descriptions[idx] if self.descriptions is not None else None,
                         sentences, sentence_labels)
 
+    def to(self, device: torch.device | str) -> "ClassSet":
+        """The same classes with every feature tensor on `device` (where the method scoring them lives)."""
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return ClassSet(self.names, self.template, move(self.hand_features),
+                        {k: move(v) for k, v in self.ensembles.items()}, move(self.descriptions),
+                        move(self.sentences), move(self.sentence_labels))
+
     def tensors(self) -> dict[str, torch.Tensor]:
         out = {"hand": self.hand_features, **{f"ensemble.{k}": v for k, v in self.ensembles.items()}}
         if self.descriptions is not None:
@@ -91,8 +98,9 @@ def description_features(text: TextEncoder, sentences: list[list[str]]
     normalised features, CuPL's classifier; sentence features [S, D]; sentence labels [S] int64)."""
     flat = [s for per_class in sentences for s in per_class]
     feats = text.encode_texts(flat)  # [S, D], class-major
-    labels = torch.repeat_interleave(torch.arange(len(sentences)), torch.tensor([len(s) for s in sentences]))
-    sums = torch.zeros(len(sentences), feats.shape[1]).index_add_(0, labels, feats)
+    counts = torch.tensor([len(s) for s in sentences], device=feats.device)
+    labels = torch.repeat_interleave(torch.arange(len(sentences), device=feats.device), counts)
+    sums = torch.zeros(len(sentences), feats.shape[1], device=feats.device).index_add_(0, labels, feats)
     return F.normalize(sums, dim=-1), feats, labels
 
 

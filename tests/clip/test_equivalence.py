@@ -21,7 +21,7 @@ from promptlab.clip.features import augmented_views, encode_images, train_transf
 from promptlab.data.shards import decode_image
 from promptlab.data.synthetic import render, world_classes
 from promptlab.methods.base import FrozenCLIP, TrainData
-from promptlab.methods.coop import CoOp
+from promptlab.methods.coop.method import CoOp
 from promptlab.train import epoch_batches, make_batch
 
 REFERENCE = Path(__file__).resolve().parents[2] / "benchmarks" / "reference.py"

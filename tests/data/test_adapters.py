@@ -13,12 +13,12 @@ import pytest
 
 from promptlab.data.coop_format import Item, classnames, final_name, read_split
 from promptlab.data.readers import READERS, read_dataset
-from promptlab.data.registry import DATASETS, REAL_DATASETS
+from promptlab.data.registry import DATASETS, READER_KINDS, REAL_DATASETS
 from promptlab.data.shards import write_shards
 from promptlab.errors import UserError
 
-# DESIGN.md §5: the 15 real dataset ids and their folders under data.root (contract).
-DESIGN_FOLDERS = {
+# docs/architecture.md "data.root": the 15 real dataset ids and their folders under data.root (contract).
+CONTRACT_FOLDERS = {
     "imagenet": "imagenet", "caltech101": "caltech-101", "oxford_pets": "oxford_pets",
     "stanford_cars": "stanford_cars", "oxford_flowers": "oxford_flowers", "food101": "food-101",
     "fgvc_aircraft": "fgvc_aircraft", "sun397": "sun397", "dtd": "dtd", "eurosat": "eurosat", "ucf101": "ucf101",
@@ -42,14 +42,21 @@ def _by_label(items: list[Item]) -> dict[int, list[str]]:
 # --- the registry ------------------------------------------------------------------------------------------------
 
 
-def test_registry_has_the_design_ids_and_folders():
-    assert sorted(REAL_DATASETS) == sorted(DESIGN_FOLDERS)
-    for dataset_id, folder in DESIGN_FOLDERS.items():
+def test_registry_has_the_contract_ids_and_folders():
+    assert sorted(REAL_DATASETS) == sorted(CONTRACT_FOLDERS)
+    for dataset_id, folder in CONTRACT_FOLDERS.items():
         spec = DATASETS[dataset_id]
         assert spec.folder == folder and spec.reader in READERS and spec.hint.startswith("see CoOp DATASETS.md")
-    assert {i for i in DESIGN_FOLDERS if DATASETS[i].test_only} == {
+    assert {i for i in CONTRACT_FOLDERS if DATASETS[i].test_only} == {
         "imagenet_v2", "imagenet_sketch", "imagenet_a", "imagenet_r"}
     assert all(DATASETS[i].generated for i in DATASETS if i.startswith("synthetic"))
+
+
+def test_every_reader_kind_has_its_reader():
+    """datasets.yaml's `reader` values (registry.READER_KINDS) are exactly the reader functions' keys."""
+    assert sorted(READER_KINDS) == sorted(READERS)
+    with pytest.raises(ValueError, match="unknown reader 'csv'"):
+        dataclasses.replace(DATASETS["caltech101"], reader="csv")
 
 
 # --- class_folders: ImageNet --------------------------------------------------------------------------------------

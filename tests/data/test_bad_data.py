@@ -1,6 +1,7 @@
-"""Bad data in a CoOp-format dataset (DESIGN.md §9): labels out of range, two class names for one label, empty
-classes, and bad image files skipped under `data.bad_images: skip` (counted, listed, and otherwise the same
-shards as a clean copy of the data). Fixtures are real split files and JPEGs written into tmp_path."""
+"""Bad data in a CoOp-format dataset (docs/architecture.md "data.root layout"): labels out of range, two class
+names for one label, empty classes, and bad image files skipped under `data.bad_images: skip` (counted, listed,
+and otherwise the same shards as a clean copy of the data). Fixtures are real split files and JPEGs written into
+tmp_path."""
 
 from __future__ import annotations
 

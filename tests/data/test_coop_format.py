@@ -1,4 +1,4 @@
-"""CoOp-format reading, few-shot sampling and the base/new split (DESIGN.md §5)."""
+"""CoOp-format reading, few-shot sampling and the base/new split (docs/protocols.md)."""
 
 from __future__ import annotations
 

@@ -97,7 +97,7 @@ def test_declaration_errors_are_one_line(raw, line):
 
 
 def test_custom_ids_serve_as_protocol_datasets_and_targets(tmp_path):
-    from promptlab.protocols import plan_runs
+    from promptlab.runs import plan_runs
 
     targets = {"birds_sketch": {**BIRDS_PARAMS, "folder": "birds-sketch", "split_folders": {"test": "test"},
                                 "test_only": True}}

@@ -9,9 +9,9 @@ import torch.nn.functional as F
 
 from promptlab.errors import UserError
 from promptlab.evaluate import count_correct
-from promptlab.methods.aape import AAPE
+from promptlab.methods.aape.method import AAPE
 from promptlab.methods.base import Batch
-from promptlab.methods.zeroshot import ZeroShot
+from promptlab.methods.zeroshot.method import ZeroShot
 from promptlab.prompts.bank import ClassSet
 from promptlab.train import train
 

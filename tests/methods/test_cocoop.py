@@ -4,8 +4,8 @@ import torch.nn.functional as F
 
 from promptlab.evaluate import count_correct
 from promptlab.methods.base import Batch
-from promptlab.methods.cocoop import CoCoOp
-from promptlab.methods.coop import CoOp
+from promptlab.methods.cocoop.method import CoCoOp
+from promptlab.methods.coop.method import CoOp
 from promptlab.train import TrainData, train
 
 
@@ -61,7 +61,9 @@ def test_class_features_depend_on_the_image(frozen_clip, class_set):
     with torch.no_grad():
         logits = method.logits(batch, class_set, None)
         pi = method.meta_net(batch.features)  # [B, w]
-        feats = method.instance_text_features(class_set, pi)  # [B, C, D]
+        # per image, CoOp's prompts with context ctx + π(x_b), encoded whole (no chunking): [B, C, D]
+        feats = torch.stack([frozen_clip.text.encode_embeddings(
+            *method.prompt_embeddings(class_set, method.context_for(class_set) + pi[b])) for b in range(len(pi))])
     assert logits.shape == (4, len(class_set)) and torch.isfinite(logits).all()
     assert pi.abs().sum() > 0 and feats.shape == (4, len(class_set), 128)
     assert (feats[0] - feats[1]).abs().max() > 1e-4

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from promptlab.errors import UserError
-from promptlab.methods.coop import CoOp
+from promptlab.methods.coop.method import CoOp
 from promptlab.prompts.bank import build_class_set
 
 
@@ -43,6 +43,40 @@ def test_random_init_and_class_specific_shapes(frozen_clip, class_set):
     assert coop.text_features(class_set).shape == (len(class_set), 128)
     with pytest.raises(UserError, match="class_specific"):
         coop.text_features(class_set.subset([0, 1]))
+    # the official draw: nn.init.normal_ on the whole [C, M, w] tensor, every class its own context
+    torch.manual_seed(0)
+    expected = torch.nn.init.normal_(torch.empty(len(class_set), 16, 128), std=0.02)
+    assert torch.equal(coop.ctx.detach(), expected)
+    assert not torch.equal(coop.ctx[0], coop.ctx[1])
+
+
+def test_class_specific_context_is_closed_vocabulary(frozen_clip, class_set):
+    """A class-specific context scores only its own classes: new classes of the same count (base2new's
+    "new" half) are refused, not scored with other classes' contexts, and the run reports them as null."""
+    from promptlab.evaluate import evaluate_run
+    from promptlab.runner import Training, scorer
+
+    base, new = class_set.subset([0, 1, 2]), class_set.subset([3, 4, 5])
+    coop = _coop(frozen_clip, base, class_specific=True)
+    assert not coop.open_vocabulary and _coop(frozen_clip, base).open_vocabulary
+    with pytest.raises(UserError, match="scores only its 3 training classes"):
+        coop.text_features(new)  # same class count, other classes
+    assert coop.text_features(base).shape == (3, 128)
+
+    class Art:
+        def class_set(self, dataset):
+            return class_set
+
+    scored = []
+    import promptlab.runner as runner
+    old = runner.score_batches, runner.test_batches
+    runner.score_batches = lambda method, batches, classes: scored.append(classes.names) or {"acc": 1.0}
+    runner.test_batches = lambda *a: None
+    try:
+        result = evaluate_run("base2new", "d", (), len(class_set), scorer(Training("r", coop, base), Art()))
+    finally:
+        runner.score_batches, runner.test_batches = old
+    assert result["new"] is None and scored == [base.names]
 
 
 def test_n_ctx_must_match_text_init(frozen_clip, class_set):

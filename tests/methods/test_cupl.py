@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from promptlab.errors import UserError
-from promptlab.methods.cupl import CuPL
+from promptlab.methods.cupl.method import CuPL
 from promptlab.prompts.bank import ClassSet
 
 

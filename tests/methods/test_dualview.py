@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from promptlab.errors import UserError
 from promptlab.methods.base import Batch
-from promptlab.methods.coop import CoOp
-from promptlab.methods.dualview import DualView, class_prototypes, intra_class_mixup, symmetric_info_nce
+from promptlab.methods.coop.method import CoOp
+from promptlab.methods.dualview.method import DualView, class_prototypes, intra_class_mixup, symmetric_info_nce
 from promptlab.train import TrainData, train
 
 

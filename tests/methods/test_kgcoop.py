@@ -1,3 +1,4 @@
+import pytest
 """KgCoOp = CoOp's cross-entropy + λ·(1 − mean_c cos(w_c, w_c^hand)), checked against an independent
 computation; the class set's template is "a photo of a {}.", the same text as KgCoOp's default ctx init."""
 
@@ -5,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from promptlab.methods.base import Batch
-from promptlab.methods.coop import CoOp
-from promptlab.methods.kgcoop import KgCoOp
+from promptlab.methods.coop.method import CoOp
+from promptlab.methods.kgcoop.method import KgCoOp
 from promptlab.train import train
 
 
@@ -71,10 +72,26 @@ def test_gradients_reach_only_ctx(frozen_clip, class_set):
     assert set(method.learned_state()) == {"ctx"}
 
 
-def test_a_few_training_steps_run(frozen_clip, class_set, separable_data):
-    data = separable_data(class_set)
+def test_one_training_step_is_sgd_on_ce_plus_lambda_times_the_gap(frozen_clip, class_set, separable_data):
+    """The loop's first step equals SGD (momentum buffer = grad, + weight decay) on the loss written out
+    here from CoOp's class features: CE(τ f Wᵀ) + λ (1 − mean_c cos(w_c, w_c^hand))."""
+    import torch.nn.functional as F
+
+    data = separable_data(class_set, n_per_class=2, views=1)  # 12 images = one batch
     torch.manual_seed(0)
     method = KgCoOp(KgCoOp.Config(), frozen_clip, class_set)
-    cfg = method.cfg.model_copy(update={"epochs": 2, "batch_size": 8, "warmup_epochs": 0, "lr": 0.01})
+    cfg = method.cfg.model_copy(update={"epochs": 1, "batch_size": 12, "warmup_epochs": 0, "lr": 0.01})
+    ctx0 = method.ctx.detach().clone()
+    ref = CoOp(CoOp.Config(), frozen_clip, class_set)
+    with torch.no_grad():
+        ref.ctx.copy_(ctx0)
+    w = ref.text_features(class_set)
+    feats = F.normalize(data.features[:, 0], dim=-1)
+    ce = F.cross_entropy(frozen_clip.logit_scale * feats @ w.t(), data.labels)
+    loss = ce + cfg.lam * (1 - (w * class_set.hand_features).sum(-1).mean())
+    loss.backward()
+    expected = ctx0 - cfg.lr * (ref.ctx.grad + cfg.weight_decay * ctx0)
     history = train(method, data, class_set, cfg, seed=1)
-    assert len(history) == 2 and all(torch.isfinite(torch.tensor(h["loss"])) for h in history)
+    assert history[0]["loss"] == pytest.approx(loss.item(), rel=1e-5)
+    assert torch.allclose(method.ctx.detach(), expected, atol=1e-6)
+    assert not torch.allclose(expected, ctx0, atol=1e-6)  # the step moved the context

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from promptlab.errors import UserError
 from promptlab.evaluate import count_correct
 from promptlab.methods.base import Batch, TrainData
-from promptlab.methods.linear_probe import LinearProbe, choose_c, objective, solve
+from promptlab.methods.linear_probe.method import LinearProbe, choose_c, objective, solve
 from promptlab.prompts.bank import ClassSet
 from promptlab.train import train
 

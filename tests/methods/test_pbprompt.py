@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
 
 from promptlab.methods.base import Batch
-from promptlab.methods.pbprompt import PBPrompt, gaussian_kl
+from promptlab.methods.pbprompt.method import PBPrompt, gaussian_kl
 from promptlab.train import train
 
 
@@ -165,5 +165,5 @@ def test_a_saved_state_rebuilds_from_class_names_only(frozen_clip, class_set, se
     with torch.no_grad():
         torch.testing.assert_close(rebuilt.text_features(class_set), m.text_features(class_set))
     data = separable_data(class_set)
-    result = count_correct(rebuilt, data.features[:, 0], data.labels, class_set, data.patches[:, 0])
+    result = count_correct(rebuilt, data.features[:, 0], data.labels, class_set)
     assert result["total"] == len(data.labels)

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from promptlab.methods.base import Batch
-from promptlab.methods.coop import CoOp
-from promptlab.methods.prograd import ProGrad
+from promptlab.methods.coop.method import CoOp
+from promptlab.methods.prograd.method import ProGrad
 from promptlab.train import train
 
 
@@ -78,14 +78,31 @@ def test_only_ctx_gets_gradients(frozen_clip, class_set):
     assert set(method.learned_state()) == {"ctx"}
 
 
-def test_a_few_training_steps_run(frozen_clip, class_set, separable_data):
-    data = separable_data(class_set)
+def test_one_training_step_applies_the_projected_gradient(frozen_clip, class_set, separable_data):
+    """The loop's first step equals SGD on g written out here: g_ce and g_kl by autograd on CoOp's logits and
+    zero-shot's, g = g_ce − λ (⟨g_ce, g_kl⟩ / ‖g_kl‖²) g_kl when they conflict, else g_ce."""
+    import torch.nn.functional as F
+
+    data = separable_data(class_set, n_per_class=2, views=1)  # 12 images = one batch
     torch.manual_seed(0)
     method = ProGrad(ProGrad.Config(), frozen_clip, class_set)
     with torch.no_grad():
         method.ctx.add_(0.3 * torch.randn_like(method.ctx))  # away from zero-shot, so g_kl is not ~0
-    before = method.ctx.detach().clone()
-    cfg = method.cfg.model_copy(update={"epochs": 2, "batch_size": 8, "warmup_epochs": 0, "lr": 0.01})
+    ctx0 = method.ctx.detach().clone()
+    cfg = method.cfg.model_copy(update={"epochs": 1, "batch_size": 12, "warmup_epochs": 0, "lr": 0.01})
+    ref = CoOp(CoOp.Config(), frozen_clip, class_set)
+    with torch.no_grad():
+        ref.ctx.copy_(ctx0)
+    feats = F.normalize(data.features[:, 0], dim=-1)
+    logits = frozen_clip.logit_scale * feats @ ref.text_features(class_set).t()
+    zs = frozen_clip.logit_scale * feats @ class_set.hand_features.t()
+    ce = F.cross_entropy(logits, data.labels)
+    kl = F.kl_div(F.log_softmax(logits, -1), F.log_softmax(zs, -1), log_target=True, reduction="batchmean")
+    g_ce = torch.autograd.grad(ce, ref.ctx, retain_graph=True)[0].flatten()
+    g_kl = torch.autograd.grad(kl, ref.ctx)[0].flatten()
+    dot = g_ce @ g_kl
+    g = g_ce - cfg.lam * dot / (g_kl @ g_kl) * g_kl if dot < 0 else g_ce
+    expected = ctx0 - cfg.lr * (g.view_as(ctx0) + cfg.weight_decay * ctx0)
     history = train(method, data, class_set, cfg, seed=1)
-    assert len(history) == 2 and all(torch.isfinite(torch.tensor(h["loss"])) for h in history)
-    assert not torch.equal(method.ctx.detach(), before)
+    assert history[0]["loss"] == pytest.approx(ce.item(), rel=1e-5)
+    assert torch.allclose(method.ctx.detach(), expected, atol=1e-6)

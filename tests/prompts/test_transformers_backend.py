@@ -63,8 +63,27 @@ def test_sampled_answers_are_vocabulary_sentences_and_repeat_with_the_seed(tiny_
 
 
 def test_greedy_decoding_gives_one_answer_per_question(tiny_lm, tmp_path):
+    """temperature 0: each question's answer is the model's own greedy continuation of "<question> ", decoded
+    here independently with transformers and turned into a sentence CuPL's way."""
+    import torch
+
+    from promptlab.prompts.llm import answer_sentence
+
     bank = _build(_params(tiny_lm, tmp_path / "c", temperature=0.0))
-    assert all(1 <= len(s) <= 2 for s in bank.sentences)
+    tok = transformers.AutoTokenizer.from_pretrained(tiny_lm)
+    model = transformers.AutoModelForCausalLM.from_pretrained(tiny_lm).eval()
+    questions = ["Describe what a {} looks like", "How can you identify a {}?"]
+    for name, sentences in zip(NAMES, bank.sentences):
+        expected = []
+        for q in questions:
+            ids = tok(q.format(name) + " ", return_tensors="pt")["input_ids"]
+            with torch.no_grad():
+                out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=6,
+                                     pad_token_id=tok.pad_token_id)
+            text = answer_sentence(tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True), ".")
+            if text and text not in expected:  # empty answers and repeats are dropped, first kept
+                expected.append(text)
+        assert sentences == expected and 1 <= len(sentences) <= 2
 
 
 def test_a_cached_run_never_loads_the_model(tiny_lm, tmp_path):

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from promptlab.methods.transport import conditional_transport, entropic_ot, sinkhorn_log
+from promptlab.methods.pbprompt.transport import conditional_transport, entropic_ot, sinkhorn_log
 
 
 def _problem(b=2, p=5, n=6, seed=0, dtype=torch.float32):

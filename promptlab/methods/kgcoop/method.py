@@ -11,7 +11,7 @@ features close to the frozen zero-shot features of the dataset's hand-crafted te
 
 The paper writes the term as the mean squared L2 distance ‖w_c − w_c^hand‖²; for unit vectors that is
 2·(1 − cos), and the official code (trainers/kgcoop.py: `score = 1.0 - torch.mean(cos(text_features,
-text_features_old))`, `loss = CE + W·score`, W = 8.0) uses 1 − mean cos. We implement METHODS.md, which is the
+text_features_old))`, `loss = CE + W·score`, W = 8.0) uses 1 − mean cos. We implement docs/methods/baselines.md ("kgcoop"), which is the
 official code's form, so λ = 8.0 means the same thing as there. The mean is over the classes of the batch's
 ClassSet (all training classes: CoOp encodes every class prompt at every step), as in the official code.
 
@@ -25,16 +25,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from promptlab.method_configs import KgCoOpConfig
+from promptlab.methods.kgcoop.config import KgCoOpConfig
 from promptlab.methods.base import Batch
-from promptlab.methods.coop import CoOp
+from promptlab.methods.coop.method import CoOp
 from promptlab.prompts.bank import ClassSet
 
 
 class KgCoOp(CoOp):
-    name = "kgcoop"
-
-    Config = KgCoOpConfig
 
     @staticmethod
     def knowledge_gap(weights: torch.Tensor, hand: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 Soft and hand-crafted prompts are two views of the text modality; training maximises their mutual
 information and adds a class-wise augmentation from the visual modality. The full text was not available to
-us; everything below beyond the abstract is our reading of the paper (METHODS.md "dualview").
+us; everything below beyond the abstract is our reading of the paper (docs/methods/dualview.md).
 
     T^s [C, D]  soft view: the CoOp prompt (4 tokens from "a photo of a", coop.py), L2-normalised; only ctx trains
     T^h [C, D]  hand view: frozen features of the dataset template or of a template ensemble of the prompt
@@ -40,9 +40,9 @@ import torch
 import torch.nn.functional as F
 
 from promptlab.errors import UserError
-from promptlab.method_configs import DualViewConfig
+from promptlab.methods.dualview.config import DualViewConfig
 from promptlab.methods.base import Batch, FrozenCLIP, TrainData
-from promptlab.methods.coop import CoOp
+from promptlab.methods.coop.method import CoOp
 from promptlab.prompts.bank import ClassSet
 
 
@@ -82,18 +82,15 @@ def intra_class_mixup(features: torch.Tensor, labels: torch.Tensor, alpha: float
 
 
 class DualView(CoOp):
-    name = "dualview"
 
-    Config = DualViewConfig
-
-    def __init__(self, cfg: Config, clip: FrozenCLIP, train_classes: ClassSet):
+    def __init__(self, cfg: DualViewConfig, clip: FrozenCLIP, train_classes: ClassSet):
         super().__init__(cfg, clip, train_classes)
         self.prototypes: torch.Tensor | None = None  # [C, D] plain attribute: never in the saved state
         self._prototype_names: list[str] | None = None
 
     def prepare(self, data: TrainData, classes: ClassSet) -> None:
         if self.cfg.visual_aug == "prototype":
-            self.prototypes = class_prototypes(data, len(classes))
+            self.prototypes = class_prototypes(data, len(classes)).to(self.device)
             self._prototype_names = list(classes.names)
 
     def hand_view_features(self, classes: ClassSet) -> torch.Tensor:

@@ -13,16 +13,13 @@ import torch
 import torch.nn.functional as F
 
 from promptlab.errors import UserError
-from promptlab.method_configs import CuPLConfig
+from promptlab.methods.cupl.config import CuPLConfig
 from promptlab.methods.base import PromptMethod
 from promptlab.prompts.bank import ClassSet
 
 
 class CuPL(PromptMethod):
-    name = "cupl"
     trainable = False
-
-    Config = CuPLConfig
 
     def text_features(self, classes: ClassSet) -> torch.Tensor:
         if classes.descriptions is None:

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from promptlab.errors import UserError
-from promptlab.method_configs import LinearProbeConfig
+from promptlab.methods.linear_probe.config import LinearProbeConfig
 from promptlab.methods.base import Batch, FrozenCLIP, PromptMethod, TrainData
 from promptlab.prompts.bank import ClassSet
 
@@ -103,13 +103,10 @@ def choose_c(score: Callable[[float], float], grid: list[float], steps: int, spa
 
 
 class LinearProbe(PromptMethod):
-    name = "linear_probe"
     own_solver = True
     open_vocabulary = False
 
-    Config = LinearProbeConfig
-
-    def __init__(self, cfg: Config, clip: FrozenCLIP, train_classes: ClassSet):
+    def __init__(self, cfg: LinearProbeConfig, clip: FrozenCLIP, train_classes: ClassSet):
         super().__init__(cfg, clip, train_classes)
         self.train_names = list(train_classes.names)
         self.row_of = {n: i for i, n in enumerate(self.train_names)}
@@ -161,10 +158,6 @@ class LinearProbe(PromptMethod):
 
     def precompute(self, classes: ClassSet) -> torch.Tensor:
         return self.rows(classes)
-
-    def text_features(self, classes: ClassSet) -> torch.Tensor:
-        """[C', D] L2-normalised class weight directions (for inspection; scoring uses the raw W and b)."""
-        return F.normalize(self.weight[self.rows(classes)].float(), dim=-1)
 
     def logits(self, batch: Batch, classes: ClassSet, cached: torch.Tensor | None = None) -> torch.Tensor:
         """[B, C'] = f(x) W[rows]ᵀ + b[rows] (no logit scale), computed in float64, returned float32."""

@@ -25,18 +25,15 @@ from collections import OrderedDict
 import torch
 import torch.nn.functional as F
 
-from promptlab.method_configs import CoCoOpConfig
+from promptlab.methods.cocoop.config import CoCoOpConfig
 from promptlab.methods.base import Batch, FrozenCLIP
-from promptlab.methods.coop import CoOp
+from promptlab.methods.coop.method import CoOp
 from promptlab.prompts.bank import ClassSet
 
 
 class CoCoOp(CoOp):
-    name = "cocoop"
 
-    Config = CoCoOpConfig
-
-    def __init__(self, cfg: Config, clip: FrozenCLIP, train_classes: ClassSet):
+    def __init__(self, cfg: CoCoOpConfig, clip: FrozenCLIP, train_classes: ClassSet):
         super().__init__(cfg, clip, train_classes)  # self.ctx: [M, w] (or [C, M, w] if class_specific)
         d_img, width = clip.embed_dim, clip.text.width
         hidden = max(1, d_img // 16)
@@ -62,10 +59,6 @@ class CoCoOp(CoOp):
         scores = [(F.normalize(w.float(), dim=-1) * feats[rows // len(classes)]).sum(dim=-1)  # [n]
                   for rows, w in self._encoded_chunks(classes, pi)]
         return self.clip.logit_scale * torch.cat(scores).view(len(feats), len(classes))  # [B, C]
-
-    def instance_text_features(self, classes: ClassSet, pi: torch.Tensor) -> torch.Tensor:
-        """pi [B, w] -> unnormalised class features [B, C, D] (for inspection; logits never builds them)."""
-        return torch.cat([w for _, w in self._encoded_chunks(classes, pi)]).view(len(pi), len(classes), -1)
 
     def _encoded_chunks(self, classes: ClassSet, pi: torch.Tensor):
         """Yield (rows [n], features [n, D]) over the B·C prompts with context ctx + pi[b], walked image-major

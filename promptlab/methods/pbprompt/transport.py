@@ -1,6 +1,6 @@
 """Transport distances between two weighted point sets, batched: pure functions on tensors (no parameters).
 
-Used by pbprompt (METHODS.md "Our reading of CT") between an image's patch tokens u_1..u_P (source, weights
+Used by pbprompt (docs/methods/pbprompt.md, "our reading" of the transport) between an image's patch tokens u_1..u_P (source, weights
 a_m) and the prompt-token outputs g_1..g_N of all classes (target, weights b_n), with the cost
 c(u, g) = 1 − cos(u, g). Every function works on a batch of B independent problems.
 
@@ -8,7 +8,7 @@ Conditional transport (Zheng & Zhou, NeurIPS 2021), bidirectional, with a softma
     π(g_n | u_m) = b_n exp(cos_mn/τ) / Σ_n' b_n' exp(cos_mn'/τ)          (forward: patch -> tokens)
     π(u_m | g_n) = exp(cos_mn/τ) / Σ_m' exp(cos_m'n/τ)                    (backward: token -> patches)
     CT = Σ_m a_m Σ_n π(g_n|u_m) c_mn + Σ_n b_n Σ_m π(u_m|g_n) c_mn
-(METHODS.md uses uniform patch weights a_m = 1/P, and the backward conditional then needs no a_m.)
+(our reading uses uniform patch weights a_m = 1/P, and the backward conditional then needs no a_m.)
 
 Entropic optimal transport (Cuturi 2013), solved by Sinkhorn in the log domain for stability at small ε:
     P* = argmin_{P ∈ U(a, b)} ⟨P, C⟩ − ε H(P),   log P_mn = −C_mn/ε + f_m + g_n

@@ -7,7 +7,10 @@ Facts of the official code kept here because they change numbers:
   ("a photo of a" = 4); without it v ~ N(0, init_std²) and the placeholder prompt is "X X ... X {name}.";
 - class_token_position: "end" (default), "middle" (first half of v, class, second half), "front" (class right
   after SOS); pooling always stays at the EOT token;
-- class_specific=True learns one context per class (it cannot score classes it was not trained on).
+- class_specific=True learns one context per class: a closed-vocabulary classifier (CoOp's paper), so it
+  scores only the exact classes it was trained on (new classes, other datasets: reported as null). A random
+  init draws each class's context independently (the official `nn.init.normal_` on [C, M, w]); a text init
+  starts every class from the same words (the official code then ignores class_specific; ours keeps it).
 """
 
 from __future__ import annotations
@@ -16,36 +19,21 @@ import torch
 import torch.nn.functional as F
 
 from promptlab.errors import UserError
-from promptlab.method_configs import CoOpConfig
-from promptlab.methods.base import FrozenCLIP, PromptMethod
+from promptlab.methods.coop.config import CoOpConfig
+from promptlab.methods.base import FrozenCLIP, PromptMethod, PromptTokens
 from promptlab.prompts.bank import ClassSet
 
 
-class PromptTokens:
-    """Tokenised prompts "<prefix> <name>." for a class list: ids [C, L], embeddings [C, L, w], EOT [C] and
-    the class-name token counts (needed to move the class tokens for middle/front positions)."""
-
-    def __init__(self, clip: FrozenCLIP, names: list[str], prefix: str):
-        text = clip.text
-        self.ids = text.tokenize([f"{prefix} {n}." for n in names])
-        self.embeddings = text.embed(self.ids)  # frozen table lookup, no grad
-        self.eot = self.ids.argmax(dim=-1)
-        self.name_lens = (text.tokenize(names).argmax(dim=-1) - 1).tolist()  # tokens between SOS and EOT
-
-
 class CoOp(PromptMethod):
-    name = "coop"
 
-    Config = CoOpConfig
-
-    def __init__(self, cfg: Config, clip: FrozenCLIP, train_classes: ClassSet):
+    def __init__(self, cfg: CoOpConfig, clip: FrozenCLIP, train_classes: ClassSet):
         super().__init__(cfg, clip, train_classes)
         self.prefix = cfg.ctx_init if cfg.ctx_init else " ".join(["X"] * cfg.n_ctx)
-        self.n_train_classes = len(train_classes)
+        self.train_names = list(train_classes.names)
         self.ctx = torch.nn.Parameter(self._init_context(cfg, clip))  # [M, w] or [C, M, w]
         self._tokens: dict[tuple[str, ...], PromptTokens] = {}
 
-    def _init_context(self, cfg: Config, clip: FrozenCLIP) -> torch.Tensor:
+    def _init_context(self, cfg: CoOpConfig, clip: FrozenCLIP) -> torch.Tensor:
         width = clip.text.width
         if cfg.ctx_init:
             ids = clip.text.tokenize([cfg.ctx_init])
@@ -54,11 +42,14 @@ class CoOp(PromptMethod):
                 raise UserError(f"{self.name}.n_ctx={cfg.n_ctx} disagrees with {self.name}.ctx_init "
                                 f"{cfg.ctx_init!r} ({n_tokens} tokens); set ctx_init to null for a random init")
             ctx = clip.text.embed(ids)[0, 1:1 + n_tokens].clone().float()
-        else:
-            ctx = torch.randn(cfg.n_ctx, width) * cfg.init_std  # global RNG: the trainer seeds it per run
-        if cfg.class_specific:
-            ctx = ctx.unsqueeze(0).repeat(self.n_train_classes, 1, 1)
-        return ctx
+            return ctx.unsqueeze(0).repeat(len(self.train_names), 1, 1) if cfg.class_specific else ctx
+        # global RNG (the run seeds it); normal_ on the full [C, M, w] draws every class independently
+        shape = (len(self.train_names), cfg.n_ctx, width) if cfg.class_specific else (cfg.n_ctx, width)
+        return torch.empty(shape).normal_(0, cfg.init_std)
+
+    @property
+    def open_vocabulary(self) -> bool:
+        return not self.cfg.class_specific
 
     def tokens(self, classes: ClassSet) -> PromptTokens:
         key = tuple(classes.names)
@@ -69,8 +60,9 @@ class CoOp(PromptMethod):
     def context_for(self, classes: ClassSet) -> torch.Tensor:
         """[C, M, w] context per class (shared context broadcast)."""
         if self.cfg.class_specific:
-            if len(classes) != self.n_train_classes:
-                raise UserError("coop with class_specific=True cannot score classes it was not trained on")
+            if list(classes.names) != self.train_names:  # never score a class with another class's context
+                raise UserError(f"{self.name} with class_specific=True scores only its {len(self.train_names)} "
+                                "training classes, in their order")
             return self.ctx
         return self.ctx.unsqueeze(0).expand(len(classes), -1, -1)
 

@@ -15,7 +15,7 @@ Label-specific stochastic prompts, generated hierarchically, regularised towards
                      w_c [D] = normalised EOT feature, g_{c,l} [D] = outputs at positions 1..M (l = 1..M)
     logits         = τ · f(x) · w_cᵀ
 
-Loss (our reading of the ELBO + regulariser, METHODS.md):
+Loss (our reading of the ELBO + regulariser, docs/methods/pbprompt.md):
     L = −(1/S) Σ_s log p(y | x, r^(s)) + β_kl · mean_c KL(q(r_c) ‖ p(r_c)) + η · T(u, g; p)
 with T = conditional transport (`transport: ct`) or entropic OT (`ot`, log-domain Sinkhorn), both in
 promptlab/methods/transport.py, between the image's projected patch tokens u_m [P, D] (weights 1/P) and all
@@ -31,7 +31,7 @@ generator seeded with eval_seed so evaluation is reproducible and leaves the glo
 
 Our reading (the paper's details were not available; every choice is a Config field): e_c = hand-template
 feature; residual μ and zero-initialised W_μ, W_σ, W_o (untrained = zero-shot "a photo of a {c}."); β_kl = 1/16;
-η = 1 (METHODS.md's "ELBO + CT"); τ_ct = 0.1; p_c detached in T; the sampled prediction averages probabilities.
+η = 1 (the unweighted "ELBO + CT"); τ_ct = 0.1; p_c detached in T; the sampled prediction averages probabilities.
 Cost: each step encodes S·C prompts in one text-encoder call; T holds [S·B, P, C·M] tensors, and `ot`
 back-propagates through its ot_iters unrolled Sinkhorn iterations (memory × ot_iters: prefer `ct` for many
 classes).
@@ -45,10 +45,9 @@ import torch
 import torch.nn.functional as F
 
 from promptlab.errors import UserError
-from promptlab.method_configs import PBPromptConfig
-from promptlab.methods.base import Batch, FrozenCLIP, PromptMethod
-from promptlab.methods.coop import PromptTokens
-from promptlab.methods.transport import conditional_transport, entropic_ot
+from promptlab.methods.pbprompt.config import PBPromptConfig
+from promptlab.methods.base import Batch, FrozenCLIP, PromptMethod, PromptTokens
+from promptlab.methods.pbprompt.transport import conditional_transport, entropic_ot
 from promptlab.prompts.bank import ClassSet
 
 
@@ -103,12 +102,9 @@ def gaussian_kl(mu: torch.Tensor, sigma: torch.Tensor, prior_mean: torch.Tensor,
 
 
 class PBPrompt(PromptMethod):
-    name = "pbprompt"
     needs_patches = True
 
-    Config = PBPromptConfig
-
-    def __init__(self, cfg: Config, clip: FrozenCLIP, train_classes: ClassSet):
+    def __init__(self, cfg: PBPromptConfig, clip: FrozenCLIP, train_classes: ClassSet):
         super().__init__(cfg, clip, train_classes)
         width, dim = clip.text.width, clip.embed_dim
         if width % cfg.gen_heads:
@@ -119,7 +115,7 @@ class PBPrompt(PromptMethod):
                                          cfg.gen_ff_mult).to(clip.text.device)
         self._tokens: dict[tuple[str, ...], PromptTokens] = {}
 
-    def _init_queries(self, cfg: Config, clip: FrozenCLIP) -> torch.Tensor:
+    def _init_queries(self, cfg: PBPromptConfig, clip: FrozenCLIP) -> torch.Tensor:
         if not cfg.ctx_init:
             return torch.randn(cfg.n_ctx, clip.text.width) * cfg.init_std
         ids = clip.text.tokenize([cfg.ctx_init])

@@ -27,7 +27,7 @@ Both combinations write w_{b,c} = normalise(t'_c + u_b) with t'_c = t_c (add) or
 G a_b (or P₂ a_b) shared by all classes, so the logits are computed from [B, C] dot products and norms
 (‖t'_c + u_b‖² = ‖t'_c‖² + 2 t'_c·u_b + ‖u_b‖²) without ever building [B, C, D] weights.
 
-Our reading of the paper (METHODS.md): the paper combines AAPE with the text template inside its prompt
+Our reading of the paper (docs/methods/aape.md): the paper combines AAPE with the text template inside its prompt
 pipeline; we combine in the joint embedding space (no text-encoder call at all). Its "CLIP reward" is a CLIP
 score between image and summary; our default makes it contrastive over the batch (reward="contrastive", ρ =
 CLIP's logit scale unless reward_scale is set), reward="score" is the plain CLIP-score form. Open choices
@@ -44,17 +44,14 @@ import torch
 import torch.nn.functional as F
 
 from promptlab.errors import UserError
-from promptlab.method_configs import AAPEConfig
+from promptlab.methods.aape.config import AAPEConfig
 from promptlab.methods.base import Batch, FrozenCLIP, PromptMethod, TrainData
 from promptlab.prompts.bank import ClassSet
 
 
 class AAPE(PromptMethod):
-    name = "aape"
 
-    Config = AAPEConfig
-
-    def __init__(self, cfg: Config, clip: FrozenCLIP, train_classes: ClassSet):
+    def __init__(self, cfg: AAPEConfig, clip: FrozenCLIP, train_classes: ClassSet):
         super().__init__(cfg, clip, train_classes)
         d = clip.embed_dim
         if d % cfg.heads:

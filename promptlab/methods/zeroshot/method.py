@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import torch
 
-from promptlab.method_configs import ZeroShotConfig
+from promptlab.methods.zeroshot.config import ZeroShotConfig
 from promptlab.methods.base import PromptMethod
 from promptlab.prompts.bank import ClassSet
 
 
 class ZeroShot(PromptMethod):
-    name = "zeroshot"
     trainable = False
-
-    Config = ZeroShotConfig
 
     def text_features(self, classes: ClassSet) -> torch.Tensor:
         return classes.template_features(self.cfg.template, option=f"{self.name}.template")

@@ -1,5 +1,6 @@
-"""Which runs a method makes (plan_runs), which trainings are shared (training_key), and the nested K-shot
-subsamples few-shot curves train on (nested_subsample, training_data)."""
+"""Which runs a method makes (runs.plan_runs), which trainings are shared (training_key), the nested K-shot
+subsamples few-shot curves train on (artifacts: nested_subsample, training_data), and that one training's
+scores are computed once for all the runs sharing it (runner.scorer)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import torch
 from promptlab.config import validate_params
 from promptlab.errors import UserError
 from promptlab.io import save_tensors, write_json
-from promptlab.protocols import Run, nested_subsample, plan_runs, run_config, training_data
+from promptlab.artifacts import Artifacts, nested_subsample
+from promptlab.runs import Run, plan_runs, run_config
 
 
 def test_plan_covers_every_protocol_in_order():
@@ -69,8 +71,8 @@ def _write_split(root, split: str, labels: list[int], keys: list[str]) -> None:
                  {"global": feats, "labels": torch.tensor(labels)}, {"keys": keys})
 
 
-def test_training_data_takes_nested_shots_of_the_sharded_draw(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def test_training_data_takes_nested_shots_of_the_sharded_draw(tmp_path):
+    training_data = Artifacts(tmp_path / "data/shards", tmp_path / "data/features", tmp_path / "data/prompts").training_data
     # 3 classes; the seed-1 draw holds 4 train and 2 val shots per class; one unrelated row in each split
     train_keys = [f"t{i}" for i in range(13)]
     train_labels = [i // 4 for i in range(12)] + [0]
@@ -96,27 +98,35 @@ def test_training_data_takes_nested_shots_of_the_sharded_draw(tmp_path, monkeypa
         training_data("d", 1, [0, 1, 2], shots=8)
 
 
-def test_runs_of_one_training_score_each_test_split_once(tmp_path, monkeypatch):
-    import promptlab.protocols as protocols
+def test_runs_of_one_training_score_each_test_split_once(monkeypatch):
+    import promptlab.runner as runner
+    from promptlab.evaluate import evaluate_run
     from promptlab.prompts.bank import ClassSet
 
     calls = []
 
-    def fake_score(method_dir, clip, classes, test, keep=None):
-        calls.append((method_dir.name, test["dataset"], keep))
+    def fake_score(method, batches, classes):
+        calls.append((batches, tuple(classes.names)))
         return {"correct": len(calls), "total": 10, "acc": 10.0 * len(calls)}
 
-    monkeypatch.setattr(protocols, "score", fake_score)
-    monkeypatch.setattr(protocols, "load_split", lambda d, split, patches: ({"dataset": d}, []))
-    monkeypatch.setattr(protocols, "load_class_set", lambda d: ClassSet(["a", "b", "c", "d"], "{}.", torch.zeros(4, 1)))
-    for run_dir in ("ds", "cross", "other"):
-        write_json(tmp_path / run_dir / "prompt.json", {"method": "coop", "train_classnames": ["a", "b", "c", "d"]})
-    memo = {}
-    ds = protocols.evaluate_run(Run("domain_shift", "src", 1, 16, ("t1",)), tmp_path / "ds", None, memo, "ds")
-    cross = protocols.evaluate_run(Run("cross_dataset", "src", 1, 16, ("t2",)), tmp_path / "cross", None, memo, "ds")
-    assert calls == [("ds", "src", None), ("ds", "t1", None), ("cross", "t2", None)]  # src scored once
+    class Art:
+        def class_set(self, d):
+            return ClassSet(["a", "b", "c", "d"], "{}.", torch.zeros(4, 1))
+
+    monkeypatch.setattr(runner, "score_batches", fake_score)
+    monkeypatch.setattr(runner, "test_batches", lambda method, art, d, keep: (d, keep))
+    method = type("M", (), {"open_vocabulary": True})()
+    shared = runner.Training("ds", method, Art().class_set("src"))
+    ds = evaluate_run("domain_shift", "src", ("t1",), 4, runner.scorer(shared, Art()))
+    cross = evaluate_run("cross_dataset", "src", ("t2",), 4, runner.scorer(shared, Art()))
+    assert [c[0] for c in calls] == [("src", None), ("t1", None), ("t2", None)]  # src scored once
     assert cross["targets"]["src"] == ds["targets"]["src"] and cross["targets"]["t2"]["correct"] == 3
-    # another training (its own trained_in) is scored afresh; base2new scores each half with its classes
-    b2n = protocols.evaluate_run(Run("base2new", "src", 1, 16, ()), tmp_path / "other", None, memo, "other")
-    assert calls[3:] == [("other", "src", [0, 1]), ("other", "src", [2, 3])]
+    # another training is scored afresh; base2new scores each half against its own classes only
+    other = runner.Training("other", method, Art().class_set("src").subset([0, 1]))
+    b2n = evaluate_run("base2new", "src", (), 4, runner.scorer(other, Art()))
+    assert calls[3:] == [(("src", [0, 1]), ("a", "b")), (("src", [2, 3]), ("c", "d"))]
     assert (b2n["base"]["correct"], b2n["new"]["correct"]) == (4, 5)
+    # a closed-vocabulary method scores only classes it was trained on: new is None, nothing computed
+    closed = runner.Training("c", type("M", (), {"open_vocabulary": False})(), Art().class_set("src").subset([0, 1]))
+    b2n = evaluate_run("base2new", "src", (), 4, runner.scorer(closed, Art()))
+    assert b2n["new"] is None and b2n["base"]["correct"] == 6 and len(calls) == 6

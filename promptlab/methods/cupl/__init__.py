@@ -1,0 +1,1 @@
+"""The `cupl` method: its params block (config.py) and its torch code (method.py)."""

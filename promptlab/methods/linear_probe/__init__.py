@@ -1,0 +1,1 @@
+"""The `linear_probe` method: its params block (config.py) and its torch code (method.py)."""

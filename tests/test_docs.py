@@ -1,0 +1,58 @@
+"""The method pages under docs/methods/ stay true to the code: for the three papers whose full texts we did not
+have, every params key of the method's block is in its "Our reading" table, every key the table names exists,
+and the defaults the table states are the schema's defaults."""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+import yaml
+
+from promptlab.methods import methods
+from promptlab.methods.base_config import TrainConfig
+
+METHOD_CONFIGS = {name: spec.config for name, spec in methods().items()}
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+SHARED = set(TrainConfig.model_fields) - {"epochs", "batch_size", "lr"}  # the loop's defaults: baselines.md
+
+
+def reading_rows(method: str) -> list[tuple[list[str], str]]:
+    """(keys, default cell) of each row of the page's "Our reading" table that names keys."""
+    text = (DOCS / "methods" / f"{method}.md").read_text()
+    table = text.split("## Our reading", 1)[1]
+    rows = []
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and cells[1].startswith("`"):
+            rows.append((re.findall(r"`([a-z_0-9]+)`", cells[1]), cells[2]))
+    return rows
+
+
+def parse_default(text: str):
+    text = re.sub(r"\(.*\)", "", text).strip().strip("`")  # "`dataset` (params.yaml: `clip80`)" -> dataset
+    if re.fullmatch(r"\d+/\d+", text):
+        return float(Fraction(text))
+    return yaml.safe_load(text.replace('"', "'")) if text.startswith('"') else yaml.safe_load(text)
+
+
+@pytest.mark.parametrize("method", ["dualview", "pbprompt", "aape"])
+def test_every_reading_is_a_documented_params_key(method):
+    fields = METHOD_CONFIGS[method].model_fields
+    documented = {k for keys, _ in reading_rows(method) for k in keys}
+    assert documented <= set(fields), f"docs/methods/{method}.md names keys the schema lacks"
+    assert set(fields) - SHARED <= documented, f"docs/methods/{method}.md leaves keys out"
+
+
+@pytest.mark.parametrize("method", ["dualview", "pbprompt", "aape"])
+def test_the_stated_defaults_are_the_schemas(method):
+    fields = METHOD_CONFIGS[method].model_fields
+    for keys, cell in reading_rows(method):
+        values = [parse_default(v) for v in cell.split(", ")] if len(keys) > 1 else [parse_default(cell)]
+        assert len(values) == len(keys), (keys, cell)
+        for key, value in zip(keys, values):
+            assert fields[key].default == pytest.approx(value) if isinstance(value, float) else \
+                fields[key].default == value, (method, key, cell)
