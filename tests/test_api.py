@@ -43,7 +43,7 @@ def test_predict_with_no_images_is_a_clear_error(tmp_path, frozen_clip, class_se
 
     from promptlab.errors import UserError
 
-    save_method(tmp_path / "run", CoOp(CoOp.Config(), frozen_clip, class_set), class_set, {"protocol": "base2new"})
+    save_prompt(tmp_path / "run", CoOp(CoOp.Config(), frozen_clip, class_set), class_set, {"protocol": "base2new"})
     clf = PromptClassifier(tmp_path / "run", frozen_clip)
     for call in (clf.predict, clf.predict_proba, clf.logits):
         with pytest.raises(UserError, match=r"^PromptClassifier: no images given \(pass a non-empty list"):
