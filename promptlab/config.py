@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (AfterValidator, Field, ValidationError, ValidationInfo, create_model, field_validator,
-                      model_validator)
+from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, create_model, field_validator, model_validator
 
+from promptlab.clip.resolve import looks_like_path  # torch-free
 from promptlab.errors import UserError
 from promptlab.schema import StrictModel
 
@@ -39,10 +39,6 @@ def _check_dataset_id(dataset_id: str, info: ValidationInfo) -> str:
 
 DatasetId = Annotated[str, AfterValidator(_check_dataset_id)]  # a datasets.yaml or data.custom_datasets id
 
-
-def looks_like_path(pretrained: str) -> bool:
-    """model.pretrained names a local file (not an open_clip tag such as "openai")."""
-    return "/" in pretrained or pretrained.endswith((".safetensors", ".pt", ".pth", ".bin"))
 
 
 class ModelParams(StrictModel):
@@ -79,6 +75,20 @@ class PretrainParams(StrictModel):
     domain_weights: dict[Literal["photo", "sketch", "noise"], float] = {"photo": 0.8, "sketch": 0.1, "noise": 0.1}
     eval_per_class: int = Field(10, ge=1)
     hard_batch_colours: int = Field(2, ge=0, le=8)  # every other batch from this many colours only (0 = off)
+
+
+class EmbeddedParams(StrictModel):
+    """The toy parts the pipeline builds for itself, each a DVC matrix stage over a one-name list: [] generates
+    no stage (real data and a real CLIP, configs/paper.yaml). See docs/pipeline.md."""
+
+    world: list[Literal["synthetic"]] = Field(["synthetic"], max_length=1)  # stage world@synthetic -> data/raw
+    clip: list[Literal["promptlab-tiny"]] = Field(["promptlab-tiny"], max_length=1)  # pretrain@promptlab-tiny
+    # The file the always-present `listing` stage waits for (DVC orders stages by files alone): the world's
+    # summary when the pipeline builds data.root, else any file that exists (params.yaml).
+    after_world: str = "data/raw/world.json"
+    # The file the `model` stage waits for and hashes: the checkpoint when model.pretrained is a local file
+    # (the tiny CLIP's when stage pretrain builds it), params.yaml for an open_clip tag (nothing to wait for).
+    after_clip: str = "models/tiny_clip/open_clip_model.safetensors"
 
 
 SPLIT_NAMES = Literal["train", "val", "test"]
@@ -171,6 +181,8 @@ class FeatureParams(StrictModel):
     num_workers: int = Field(0, ge=0)  # DataLoader processes decoding shards ahead of the image tower (GPU)
     # image tower under autocast: bf16 (or fp16) on a GPU; fp32 on CPU (the default, byte-identical reruns)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # processes encoding shares of the shards under torchrun, merged into byte-identical files (1: this process)
+    nproc: int = Field(1, ge=1)
 
 
 # CuPL's five questions (docs/methods/baselines.md "cupl"); {} is the class name.
@@ -388,6 +400,7 @@ def _build_params_model() -> type[StrictModel]:
             "protocols_use_sharded_datasets": model_validator(mode="after")(_protocols_use_sharded_datasets),
         },
         model=(ModelParams, ModelParams()),
+        embedded=(EmbeddedParams, EmbeddedParams()),
         world=(WorldParams, WorldParams()),
         pretrain=(PretrainParams, PretrainParams()),
         data=(DataParams, DataParams()),

@@ -21,10 +21,11 @@ from typing import Callable
 import torch
 
 from promptlab.artifacts import Artifacts, protocol_classes
+from promptlab.data.pixels import PixelSource, pixel_test_split
 from promptlab.evaluate import count_correct, evaluate_run, feature_batches, relabel, score_batches
 from promptlab.io import write_json
 from promptlab.methods import method_class
-from promptlab.methods.base import FrozenCLIP, PromptMethod
+from promptlab.methods.base import FrozenCLIP, PromptMethod, TrainData
 from promptlab.prompts.bank import ClassSet
 from promptlab.runs import Run, plan_runs, run_config
 from promptlab.saved_prompt import save_prompt
@@ -58,13 +59,23 @@ def checkpoint_path(art: Artifacts, run: Run, name: str, cfg) -> Path:
 
 
 def training_source(method: PromptMethod, art: Artifacts, run: Run, keep: list[int], cfg):
-    """(data for prepare/fit, batch source) of a run's training shots, by what the method trains on."""
+    """(data for prepare/fit, batch source) of a run's training shots, by what the method trains on: cached
+    features, or (inputs = "pixels") the same draw's images from the shards, augmented per epoch."""
+    batch_size = getattr(cfg, "batch_size", 1)
+    if method.inputs == "pixels":
+        keys, labels = art.training_keys(run.dataset, run.seed, keep, shots=run.shots)
+        source = PixelSource(method.clip.loaded, art.shards / run.dataset, keys, labels.tolist(), batch_size,
+                             run.seed, art.pixels)
+        return TrainData(torch.empty(len(labels), 0, 0), labels), source  # no cached features: labels only
     data = art.training_data(run.dataset, run.seed, keep, method.needs_patches, shots=run.shots)
-    return data, FeatureSource(data, getattr(cfg, "batch_size", 1), run.seed, method.needs_patches)
+    return data, FeatureSource(data, batch_size, run.seed, method.needs_patches)
 
 
 def test_batches(method: PromptMethod, art: Artifacts, dataset: str, keep: list[int] | None):
-    """A dataset's test split as batches (view 0 of the cached features), restricted to `keep` labels."""
+    """A dataset's test split as batches (view 0 of the cached features, or pixels with the model's test
+    preprocessing for pixel methods), restricted to `keep` labels."""
+    if method.inputs == "pixels":
+        return pixel_test_split(method.clip.loaded, art.shards / dataset, keep, art.pixels)
     test = art.split(dataset, "test", patches=False)[0]
     labels, feats = test["labels"], test["global"][:, 0]
     if keep is not None:

@@ -8,7 +8,7 @@ from promptlab.cli import run
 from promptlab.config import load_params
 from promptlab.io import atomic_dir, atomic_file, write_json
 from promptlab.report import (environment_markdown, environment_summary, headline_markdown, load_references,
-                              load_runs, report_frames, summarize, write_tables)
+                              load_runs, markdown_table, report_frames, summarize, with_pm, write_tables)
 from promptlab.report_figures import load_curves, results_page, write_figures
 
 

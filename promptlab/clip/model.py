@@ -11,7 +11,7 @@ from typing import Callable
 import open_clip
 import torch
 
-from promptlab.config import looks_like_path
+from promptlab.clip.resolve import looks_like_path
 from promptlab.errors import UserError
 
 CONFIG_DIR = Path(__file__).with_name("model_configs")
@@ -35,7 +35,9 @@ def load_clip(name: str, pretrained: str | None, device: str = "cpu") -> LoadedC
     check_model(name, pretrained, device)
     if pretrained and not looks_like_path(pretrained):
         fetch_weights(name, pretrained)  # a failed download is one line saying where to put the file
-    model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # pretrained null: the same random init in every process (e.g. torchrun ranks)
+        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=device)
     model.eval().requires_grad_(False)
     return LoadedCLIP(model, preprocess, open_clip.get_tokenizer(name), name)
 

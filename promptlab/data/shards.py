@@ -236,16 +236,25 @@ def read_skipped(shard_dir: str | Path) -> pl.DataFrame:
     return pl.read_csv(Path(shard_dir) / "skipped.csv", schema=SKIPPED_SCHEMA)
 
 
-def iter_split(shard_dir: str | Path, split: str):
-    """Yield (key, image bytes, label) for one split, in manifest order (shards are read in sequence)."""
-    shard_dir = Path(shard_dir)
-    tars = sorted(str(p) for p in shard_dir.glob(f"{split}-*.tar"))
-    if not tars:
-        return
-    for sample in wds.WebDataset(tars, shardshuffle=False, empty_check=False):
+def split_shards(shard_dir: str | Path, split: str) -> list[str]:
+    """The tar files of one split, sorted (the order the shard stage wrote them in)."""
+    return sorted(str(p) for p in Path(shard_dir).glob(f"{split}-*.tar"))
+
+
+def iter_shard(tar: str | Path):
+    """Yield (key, image bytes, label) of one tar in order. No node or worker splitting here: the caller picks
+    the shards (promptlab/clip/extract.py splits them between torchrun ranks)."""
+    for sample in wds.WebDataset([str(tar)], shardshuffle=False, empty_check=False, nodesplitter=None,
+                                 workersplitter=None):
         key = sample["__key__"]
         image_ext = next(k for k in sample if k not in ("__key__", "__url__", "__local_path__", "cls"))
         yield key, sample[image_ext], int(sample["cls"])
+
+
+def iter_split(shard_dir: str | Path, split: str):
+    """Yield (key, image bytes, label) for one split, in manifest order (shards are read in sequence)."""
+    for tar in split_shards(shard_dir, split):
+        yield from iter_shard(tar)
 
 
 def decode_image(data: bytes):

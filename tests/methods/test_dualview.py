@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from promptlab.errors import UserError
 from promptlab.methods.base import Batch
 from promptlab.methods.coop.method import CoOp
-from promptlab.methods.dualview.method import DualView, class_prototypes, intra_class_mixup, symmetric_info_nce
-from promptlab.train import TrainData, train
+from promptlab.methods.dualview.method import DualView, Prototypes, intra_class_mixup
+from promptlab.methods.losses import symmetric_info_nce
+from promptlab.train import TrainData, make_batch, train
 
 
 def _batch(class_set, n=12, seed=0):
@@ -29,7 +30,8 @@ def test_defaults():
     cfg = DualView.Config()
     assert issubclass(DualView, CoOp) and DualView.name == "dualview"
     assert (cfg.n_ctx, cfg.ctx_init, cfg.batch_size, cfg.lr, cfg.visual_aug, cfg.hand_view) == \
-        (4, "a photo of a", 32, 0.002, "mixup", "dataset")
+        (4, "a photo of a", 32, 0.002, "mixup", "clip80")
+    assert cfg.prototype_source == "leave_one_out"
 
 
 def test_info_nce_equals_explicit_log_softmax_loops():
@@ -43,15 +45,15 @@ def test_info_nce_equals_explicit_log_softmax_loops():
         rows += -(s_row[c] - math.log(sum(math.exp(v) for v in s_row)))
         cols += -(s_col[c] - math.log(sum(math.exp(v) for v in s_col)))
     expected = 0.5 * (rows / C + cols / C)
-    assert abs(symmetric_info_nce(soft, hand, tau).item() - expected) < 1e-5
+    assert abs(symmetric_info_nce(soft, hand, 1 / tau).item() - expected) < 1e-5
     # aligned views give a lower bound than mismatched ones
-    assert symmetric_info_nce(hand, hand, tau) < symmetric_info_nce(soft, hand, tau)
+    assert symmetric_info_nce(hand, hand, 1 / tau) < symmetric_info_nce(soft, hand, 1 / tau)
 
 
 def test_prototypes_are_the_per_class_mean_direction(class_set, separable_data):
     data = separable_data(class_set, n_per_class=3, views=2)
     data = TrainData(data.features * 3.0, data.labels)  # unnormalised inputs: each feature is normalised first
-    protos = class_prototypes(data, len(class_set))
+    protos = Prototypes(data, len(class_set)).all()
     for c in range(len(class_set)):
         rows = [data.features[n, v] / data.features[n, v].norm()
                 for n in range(len(data.labels)) if data.labels[n] == c for v in range(data.features.shape[1])]
@@ -118,7 +120,7 @@ def _coop_features(method, class_set):
 def test_loss_is_ce_plus_nce_plus_prototype_term(frozen_clip, class_set, separable_data, hand_view):
     torch.manual_seed(0)
     cfg = DualView.Config(visual_aug="prototype", hand_view=hand_view, lam_mi=0.7, tau_mi=0.2, beta=0.5,
-                          lam_proto=0.3)
+                          lam_proto=0.3, prototype_source="all")  # random batch rows: no row is a shot
     method = _perturbed(cfg, frozen_clip, class_set)
     data = separable_data(class_set)
     method.prepare(data, class_set)
@@ -136,16 +138,45 @@ def test_loss_is_ce_plus_nce_plus_prototype_term(frozen_clip, class_set, separab
     torch.testing.assert_close(loss, ce + 0.7 * nce + 0.3 * pce, rtol=1e-5, atol=1e-5)
 
 
+def test_leave_one_out_prototypes_never_contain_the_scored_image(frozen_clip, class_set, separable_data):
+    """Rows of a training batch are scored against their own class's prototype built from the class's other
+    shots only (every view of the scored image left out); other classes keep their full prototype."""
+    data = separable_data(class_set, n_per_class=3, views=2, noise=0.3)
+    method = _perturbed(DualView.Config(visual_aug="prototype", beta=0.5, lam_mi=0.0), frozen_clip, class_set)
+    method.prepare(data, class_set)
+    idx, views = torch.tensor([0, 4, 5, 9, 17]), torch.tensor([1, 0, 1, 1, 0])
+    batch = make_batch(data, idx, views, need_patches=False)
+    unit = F.normalize(data.features, dim=-1)  # [N, V, D]
+    with torch.no_grad():
+        w, tau = _coop_features(method, class_set), frozen_clip.logit_scale
+        rows = []
+        for b, n in enumerate(idx.tolist()):
+            protos = []
+            for c in range(len(class_set)):
+                members = [k for k in range(len(data.labels)) if data.labels[k] == c and k != n]
+                protos.append(F.normalize(unit[members].reshape(-1, unit.shape[-1]).mean(0), dim=0))
+            injected = F.normalize(w + 0.5 * torch.stack(protos), dim=-1)
+            rows.append(tau * injected @ batch.features[b])
+        want = F.cross_entropy(torch.stack(rows), batch.labels)
+        ce = F.cross_entropy(tau * batch.features @ w.t(), batch.labels)
+        loss, _ = method.loss(batch, class_set)
+        torch.testing.assert_close(loss - ce, want, rtol=1e-5, atol=1e-5)
+        # the scored image is much closer to the full prototype (it is in it) than to the leave-one-out one
+        loo = method.prototypes.leave_one_out(batch.features, batch.labels)
+        full = method.prototypes.all()[batch.labels]
+        assert ((batch.features * full).sum(-1) > (batch.features * loo).sum(-1)).all()
+
+
 def test_loss_is_ce_plus_nce_plus_mixup_term(frozen_clip, class_set):
     method = _perturbed(DualView.Config(visual_aug="mixup", lam_mi=0.5, lam_mix=0.4), frozen_clip, class_set)
     batch, tau = _batch(class_set, seed=2), frozen_clip.logit_scale
     with torch.no_grad():
-        w, hand = _coop_features(method, class_set), class_set.hand_features
+        w, hand = _coop_features(method, class_set), class_set.ensembles["clip80"]  # the default hand view
         torch.manual_seed(7)
         mixed, y, *_ = intra_class_mixup(batch.features, batch.labels, alpha=1.0)  # the same draws
         assert len(y) == len(batch.labels)  # every class appears twice in _batch
         ce = F.cross_entropy(tau * batch.features @ w.t(), batch.labels)
-        nce = symmetric_info_nce(w, hand, 0.07)  # checked against explicit loops above
+        nce = symmetric_info_nce(w, hand, 1 / 0.07)  # checked against explicit loops above
         mce = F.cross_entropy(tau * mixed @ w.t(), y)
         torch.manual_seed(7)
         loss, _ = method.loss(batch, class_set)

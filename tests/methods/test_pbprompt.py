@@ -1,5 +1,7 @@
 """PBPrompt: the KL, the reparameterised latents, the transport term and the prompt path checked against
-independent computations; gradients stay in the method; training lowers the loss; new classes score."""
+independent computations; the Bayesian mechanism acts (every loss term trains the posterior and the generator
+from init, samples carry their class, prompt-token outputs see their class); gradients stay in the method;
+training lowers the loss; new classes score."""
 
 import math
 
@@ -8,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
 
+from promptlab.errors import UserError
 from promptlab.methods.base import Batch
 from promptlab.methods.pbprompt.method import PBPrompt, gaussian_kl
 from promptlab.train import train
@@ -16,7 +19,7 @@ from promptlab.train import train
 
 def _method(frozen_clip, class_set, seed=0, **kw):
     torch.manual_seed(seed)
-    return PBPrompt(PBPrompt.Config(**kw), frozen_clip, class_set)
+    return PBPrompt(PBPrompt.Config(**{"beta_kl": 0.1, **kw}), frozen_clip, class_set)
 
 
 def _perturb(method, scale=0.3, seed=1):
@@ -67,7 +70,7 @@ def test_sampled_latents_have_the_posterior_mean_and_variance(frozen_clip, class
         m.loss(_batch(class_set), class_set)
         mu, sigma = m.posterior(m.class_embedding(class_set))
     r = captured["r"]  # [S, C, D]
-    assert r.shape == (4000, len(class_set), mu.shape[1]) and sigma.std() > 0.01  # σ really varies by dim
+    assert r.shape == (4000, len(class_set), mu.shape[1]) and sigma.std() > 0.01 * sigma.mean()  # σ varies by dim
     z = (r.mean(0) - mu) / (sigma / math.sqrt(4000))  # standardised error of the sample mean
     assert z.abs().max() < 5.5
     torch.testing.assert_close(r.var(0) / sigma**2, torch.ones_like(sigma), rtol=0, atol=0.16)
@@ -101,12 +104,98 @@ def test_transport_term_equals_an_independent_ct_and_ot(frozen_clip, class_set):
     assert 0 < ot.item() < 2  # a mean of ⟨P, 1 − cos⟩ with total mass 1
 
 
-def test_untrained_prompts_are_a_photo_of_a_and_loss_is_finite(frozen_clip, class_set):
+def test_defaults_are_the_paper_style_reading(frozen_clip, class_set, separable_data):
+    cfg = PBPrompt.Config()
+    assert (cfg.inference, cfg.eval_samples, cfg.class_token_position, cfg.prior_std, cfg.beta_kl) == \
+        ("sample", 20, "front", None, None)
+    m = PBPrompt(cfg, frozen_clip, class_set)
+    assert m.prior_std == pytest.approx(1 / math.sqrt(frozen_clip.embed_dim))  # σ0 on the unit e_c's scale
+    with pytest.raises(UserError, match="beta_kl"):  # 1/shots is only known from the shots
+        m.loss(_batch(class_set), class_set)
+    m.prepare(separable_data(class_set, n_per_class=8), class_set)
+    assert m.kl_weight == pytest.approx(1 / 8)  # C / N = 6 / 48: the per-image ELBO weight
+    _, sigma = m.posterior(m.class_embedding(class_set))
+    torch.testing.assert_close(sigma.mean(), torch.tensor(m.prior_std), rtol=0.05, atol=0)  # σ starts at σ0
+
+
+@pytest.mark.parametrize("position", ["front", "end"])
+def test_prompt_layout_places_the_class_name(frozen_clip, class_set, position):
+    """With the generator's output layer at zero the prompt is the text "{name} a photo of a." (front) or
+    "a photo of a {name}." (end): the gathered sequence equals the tokenizer's own."""
+    m = _method(frozen_clip, class_set, class_token_position=position)
+    with torch.no_grad():
+        m.generator.out.weight.zero_()
+        w, _ = m.encode(class_set, torch.zeros(1, len(class_set), frozen_clip.embed_dim))
+    text = [f"{n} a photo of a." if position == "front" else f"a photo of a {n}." for n in class_set.names]
+    torch.testing.assert_close(w[0], frozen_clip.text.encode_texts(text), rtol=0, atol=1e-5)
+
+
+def _term_losses(m, batch, classes):
+    """Each loss term of m.loss separately (same sampled latents), from the method's own pieces."""
+    e = m.class_embedding(classes)
+    mu, sigma = m.posterior(e)
+    r = mu + sigma * torch.randn(1, *mu.shape)
+    w, g = m.encode(classes, r)
+    logits = m.clip.logit_scale * torch.einsum("bd,scd->sbc", batch.features, w)
+    return {"nll": F.cross_entropy(logits[0], batch.labels), "kl": m.kl_term(mu, sigma, e),
+            "transport": m.transport_term(batch, g, logits)}
+
+
+MEANT = {"nll": ("posterior", "generator"), "kl": ("posterior",), "transport": ("posterior", "generator")}
+
+
+@pytest.mark.parametrize("term", sorted(MEANT))
+def test_every_loss_term_trains_the_posterior_and_generator_from_init(frozen_clip, class_set, term):
+    """No zero-initialised layer blocks a path: at init and after an SGD step, each term gives non-zero
+    gradients to every tensor of the modules it is meant to train."""
+    m = _method(frozen_clip, class_set)
+    batch = _batch(class_set)
+    opt = torch.optim.SGD(m.parameters(), lr=0.01)
+    for step in range(2):
+        opt.zero_grad(set_to_none=True)
+        torch.manual_seed(step)
+        _term_losses(m, batch, class_set)[term].backward()
+        for module in MEANT[term]:
+            for name, p in getattr(m, module).named_parameters():
+                assert p.grad is not None and p.grad.abs().max() > 0, (term, step, f"{module}.{name}")
+        opt.step()
+
+
+def test_samples_of_a_class_are_closer_to_each_other_than_to_other_classes(frozen_clip, class_set):
+    """σ0 = 1/√D: sampled latents keep their class (with N(e_c, I) they are near-orthogonal noise)."""
     m = _method(frozen_clip, class_set)
     with torch.no_grad():
-        torch.testing.assert_close(m.text_features(class_set), class_set.hand_features, rtol=0, atol=1e-5)
-        loss, _ = m.loss(_batch(class_set), class_set)
-    assert torch.isfinite(loss)
+        mu, sigma = m.posterior(m.class_embedding(class_set))
+        r = F.normalize(mu + sigma * torch.randn(200, *mu.shape), dim=-1)  # [S, C, D]
+    cos = torch.einsum("scd,tkd->sctk", r[:100], r[100:])  # independent pairs of samples
+    same = torch.stack([cos[:, c, :, c] for c in range(len(class_set))]).mean()
+    other = torch.stack([cos[:, c, :, k] for c in range(len(class_set)) for k in range(len(class_set))
+                         if k != c]).mean()
+    e = m.class_embedding(class_set)
+    e_cross = ((e @ e.t()).sum() - len(e)) / (len(e) * (len(e) - 1))  # mean cos between class embeddings
+    # two samples: noise of norm ≈ 1 each, so same-class cos ≈ 1/2 and cross-class ≈ cos(e_c, e_k)/2
+    assert same > other + 0.25 * (1 - e_cross)
+    assert abs(same - 0.5) < 0.1
+    # the same latents under the first reading's unit prior scale carry no class
+    wide = F.normalize(mu + torch.randn(200, *mu.shape), dim=-1)
+    assert torch.einsum("scd,scd->sc", wide[:100], wide[100:]).mean() < 0.05
+
+
+def test_prompt_position_outputs_depend_on_the_class(frozen_clip, class_set):
+    """Causal text attention: at `end` the outputs at the prompt positions only see SOS and t_c, so one
+    latent for every class gives identical tokens; at `front` they also see the class name."""
+    latent = torch.randn(1, 1, frozen_clip.embed_dim).expand(1, len(class_set), -1)  # one latent, all classes
+    for position, differ in (("end", False), ("front", True)):
+        m = _method(frozen_clip, class_set, class_token_position=position)
+        with torch.no_grad():
+            _, g = m.encode(class_set, latent)  # [1, C, M, D]
+        spread = (g[0] - g[0, :1]).abs().max().item()
+        assert (spread > 1e-3) == differ, (position, spread)
+    with torch.no_grad():  # and with the classes' own latents, even at `end` the tokens carry the class
+        m = _method(frozen_clip, class_set, class_token_position="end")
+        mu, _ = m.posterior(m.class_embedding(class_set))
+        _, g = m.encode(class_set, mu[None])
+    assert (g[0] - g[0, :1]).abs().max() > 1e-4
 
 
 @pytest.mark.parametrize("transport", ["ct", "ot"])

@@ -43,24 +43,47 @@ from promptlab.errors import UserError
 from promptlab.methods.dualview.config import DualViewConfig
 from promptlab.methods.base import Batch, FrozenCLIP, TrainData
 from promptlab.methods.coop.method import CoOp
+from promptlab.methods.losses import symmetric_info_nce
 from promptlab.prompts.bank import ClassSet
 
 
-def symmetric_info_nce(soft: torch.Tensor, hand: torch.Tensor, tau: float) -> torch.Tensor:
-    """½[CE(S/τ, I) + CE(Sᵀ/τ, I)], S = soft·handᵀ [C, C]; soft and hand are unit rows [C, D]."""
-    sim = soft @ hand.t() / tau  # [C, C], diagonal = positive pairs
-    target = torch.arange(len(sim), device=sim.device)
-    return 0.5 * (F.cross_entropy(sim, target) + F.cross_entropy(sim.t(), target))
+class Prototypes:
+    """Class prototypes of the training shots, and each shot's own share, so that an image's own class
+    prototype can leave that image out.
 
+    sums [C, D]: per class the sum of the normalised features of all its shots and views; counts [C];
+    image_sums [N, D]: per image the sum over its V views; views [N·V, D] every normalised view, view_image
+    [N·V] its image (to recognise a batch row as a training view)."""
 
-def class_prototypes(data: TrainData, n_classes: int) -> torch.Tensor:
-    """[C, D] p_c = normalise(mean of the normalised features of class c over all its shots and views)."""
-    feats = F.normalize(data.features.float(), dim=-1)  # [N, V, D]
-    sums = torch.zeros(n_classes, feats.shape[-1]).index_add_(0, data.labels, feats.sum(dim=1))
-    counts = torch.bincount(data.labels, minlength=n_classes)
-    if (counts == 0).any():
-        raise UserError(f"dualview: no training shots for classes {torch.nonzero(counts == 0).flatten().tolist()}")
-    return F.normalize(sums, dim=-1)  # the mean's direction: dividing by the count first changes nothing
+    def __init__(self, data: TrainData, n_classes: int):
+        feats = F.normalize(data.features.float(), dim=-1)  # [N, V, D]
+        n, v, _ = feats.shape
+        self.image_sums = feats.sum(dim=1)  # [N, D]
+        self.sums = torch.zeros(n_classes, feats.shape[-1]).index_add_(0, data.labels, self.image_sums)
+        counts = torch.bincount(data.labels, minlength=n_classes)
+        if (counts == 0).any():
+            raise UserError(f"dualview: no training shots for classes {torch.nonzero(counts == 0).flatten().tolist()}")
+        self.counts, self.n_views = counts * v, v
+        self.views, self.view_image = feats.reshape(n * v, -1), torch.arange(n).repeat_interleave(v)
+
+    def to(self, device: torch.device) -> "Prototypes":
+        for name in ("image_sums", "sums", "counts", "views", "view_image"):
+            setattr(self, name, getattr(self, name).to(device))
+        return self
+
+    def all(self) -> torch.Tensor:
+        """[C, D] p_c = normalise(mean over every shot and view of class c)."""
+        return F.normalize(self.sums, dim=-1)  # the mean's direction: dividing by the count first changes nothing
+
+    def leave_one_out(self, feats: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """[B, D] the prototype of each row's own class without that row's image (all its views): a row equal
+        to a training view (cos > 1 − 1e-5; batches are those exact normalised views) is left out; a row that
+        is no training view is in no prototype. A class whose only shot is the row gets p = 0."""
+        best, at = (feats @ self.views.t()).max(dim=1)  # [B]: the nearest training view
+        found = (best > 1 - 1e-5).to(feats.dtype)[:, None]  # [B, 1]
+        sums = self.sums[labels] - found * self.image_sums[self.view_image[at]]  # [B, D]
+        left = self.counts[labels] - found[:, 0].long() * self.n_views  # [B] views left in the prototype
+        return F.normalize(sums, dim=-1) * (left > 0).to(feats.dtype)[:, None]
 
 
 def intra_class_mixup(features: torch.Tensor, labels: torch.Tensor, alpha: float
@@ -85,12 +108,12 @@ class DualView(CoOp):
 
     def __init__(self, cfg: DualViewConfig, clip: FrozenCLIP, train_classes: ClassSet):
         super().__init__(cfg, clip, train_classes)
-        self.prototypes: torch.Tensor | None = None  # [C, D] plain attribute: never in the saved state
+        self.prototypes: Prototypes | None = None  # plain attribute: never in the saved state
         self._prototype_names: list[str] | None = None
 
     def prepare(self, data: TrainData, classes: ClassSet) -> None:
         if self.cfg.visual_aug == "prototype":
-            self.prototypes = class_prototypes(data, len(classes)).to(self.device)
+            self.prototypes = Prototypes(data, len(classes)).to(self.device)
             self._prototype_names = list(classes.names)
 
     def hand_view_features(self, classes: ClassSet) -> torch.Tensor:
@@ -98,12 +121,20 @@ class DualView(CoOp):
         return classes.template_features(self.cfg.hand_view, option=f"{self.name}.hand_view")
 
     def prototype_term(self, batch: Batch, classes: ClassSet, soft: torch.Tensor) -> torch.Tensor:
+        """CE(τ·f·T̃ᵀ, y), t̃_c = normalise(t^s_c + β·p_c); with leave_one_out, column y_b of row b uses the
+        prototype of its class without image b (the other classes' prototypes never contain it)."""
         if self.prototypes is None or self._prototype_names != list(classes.names):
             raise UserError("dualview with visual_aug=prototype needs prepare(data, classes) on the training "
                             "classes")
-        protos = self.prototypes.to(soft)
-        injected = F.normalize(soft + self.cfg.beta * protos, dim=-1)  # [C, D] t̃_c
-        return F.cross_entropy(self.clip.logit_scale * batch.features @ injected.t(), batch.labels)
+        tau, beta, feats = self.clip.logit_scale, self.cfg.beta, batch.features.to(soft)
+        injected = F.normalize(soft + beta * self.prototypes.all().to(soft), dim=-1)  # [C, D] t̃_c
+        logits = tau * feats @ injected.t()  # [B, C]
+        if self.cfg.prototype_source == "leave_one_out":
+            own = F.normalize(soft[batch.labels] + beta * self.prototypes.leave_one_out(feats, batch.labels),
+                              dim=-1)  # [B, D]
+            rows = torch.arange(len(batch.labels), device=feats.device)
+            logits = logits.index_put((rows, batch.labels), tau * (feats * own).sum(dim=-1))
+        return F.cross_entropy(logits, batch.labels)
 
     def mixup_term(self, batch: Batch, soft: torch.Tensor) -> torch.Tensor:
         mixed, labels, *_ = intra_class_mixup(batch.features, batch.labels, self.cfg.mixup_alpha)
@@ -117,7 +148,7 @@ class DualView(CoOp):
         logits = self.logits(batch, classes, cached=soft)  # [B, C] = τ·f·T^sᵀ
         hand = self.hand_view_features(classes).to(soft).detach()
         loss = F.cross_entropy(logits, batch.labels)
-        loss = loss + self.cfg.lam_mi * symmetric_info_nce(soft, hand, self.cfg.tau_mi)
+        loss = loss + self.cfg.lam_mi * symmetric_info_nce(soft, hand, 1.0 / self.cfg.tau_mi)
         if self.cfg.visual_aug == "prototype":
             loss = loss + self.cfg.lam_proto * self.prototype_term(batch, classes, soft)
         elif self.cfg.visual_aug == "mixup":
