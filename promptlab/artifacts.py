@@ -37,7 +37,7 @@ class Artifacts:
     def class_set(self, dataset: str) -> ClassSet:
         """The dataset's classes with their cached text features (CPU; ClassSet.to moves them)."""
         tensors, meta = load_tensors(self.prompts / dataset / "bank.safetensors")
-        return ClassSet.from_tensors(meta["classnames"], meta["template"], tensors)
+        return ClassSet.from_tensors(meta["classnames"], meta["template"], tensors, dataset=dataset)
 
     def classnames(self, dataset: str) -> list[str]:
         return read_json(self.shards / dataset / "classnames.json")
