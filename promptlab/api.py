@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from promptlab.clip.features import encode_images
 from promptlab.clip.model import load_clip
+from promptlab.errors import UserError
 from promptlab.methods.base import Batch, FrozenCLIP, PromptMethod
 from promptlab.prompts.bank import build_class_set
 from promptlab.saved_prompt import load_prompt
@@ -44,11 +45,19 @@ class PromptClassifier:
     @torch.no_grad()
     def logits(self, images: list, classnames: list[str], template: str = "a photo of a {}.",
                descriptions: list[list[str]] | None = None) -> torch.Tensor:
-        """PIL images -> logits [N, C] = τ·cos(image, class) with the model's own test preprocessing."""
+        """PIL images -> logits [N, C] = τ·cos(image, class) with the model's own test preprocessing. Pixel
+        methods (vpt, ivlp, maple, promptsrc) run their prompted towers on the pixels themselves."""
+        if not len(images):
+            raise UserError("PromptClassifier: no images given (pass a non-empty list of PIL images)")
         method, classes = self.method_for(classnames, template, descriptions)
-        pixels = torch.stack([self.clip.loaded.preprocess(im) for im in images])  # [N, 3, H, W]
-        glob, patches = encode_images(self.clip.loaded.model, pixels.to(self.clip.device), patches=method.needs_patches)
-        batch = Batch(F.normalize(glob, dim=-1), torch.zeros(len(images), dtype=torch.long), patches)
+        classes = classes.to(method.device)
+        pixels = torch.stack([self.clip.loaded.preprocess(im) for im in images]).to(method.device)  # [N, 3, H, W]
+        labels = torch.zeros(len(images), dtype=torch.long, device=method.device)
+        if method.inputs == "pixels":
+            batch = Batch(None, labels, images=pixels)
+        else:
+            glob, patches = encode_images(self.clip.loaded.model, pixels, patches=method.needs_patches)
+            batch = Batch(F.normalize(glob, dim=-1), labels, patches)
         return method.logits(batch, classes, method.precompute(classes))
 
     def predict_proba(self, images: list, classnames: list[str], **kw) -> torch.Tensor:

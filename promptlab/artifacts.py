@@ -13,9 +13,12 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+import polars as pl
 import torch
 
 from promptlab.data.coop_format import base_new_labels
+from promptlab.data.pixels import PixelOptions
+from promptlab.data.shards import read_manifest
 from promptlab.errors import UserError
 from promptlab.evaluate import relabel
 from promptlab.io import load_tensors, read_json
@@ -28,12 +31,13 @@ class Artifacts:
     shards: Path = Path("data/shards")
     features: Path = Path("data/features")
     prompts: Path = Path("data/prompts")
+    pixels: PixelOptions = PixelOptions()  # how pixel methods decode and augment the shards
 
     @functools.cache
     def class_set(self, dataset: str) -> ClassSet:
         """The dataset's classes with their cached text features (CPU; ClassSet.to moves them)."""
         tensors, meta = load_tensors(self.prompts / dataset / "bank.safetensors")
-        return ClassSet.from_tensors(meta["classnames"], meta["template"], tensors)
+        return ClassSet.from_tensors(meta["classnames"], meta["template"], tensors, dataset=dataset)
 
     def classnames(self, dataset: str) -> list[str]:
         return read_json(self.shards / dataset / "classnames.json")
@@ -72,6 +76,21 @@ class Artifacts:
             rows, labels = rows[pick], labels[pick]
         patches = tensors["patches"][rows] if "patches" in tensors else None
         return TrainData(tensors["global"][rows], labels, patches)
+
+    def training_keys(self, dataset: str, seed: int, keep: list[int], shots: int | None = None
+                      ) -> tuple[list[str], torch.Tensor]:
+        """The same train draw as `training_data`, as shard sample keys and relabelled labels [N] (pixel
+        methods): rows in manifest order, which is the cached features' order, so the selection is identical."""
+        draw = self.fewshot(dataset, seed, shots)
+        manifest = read_manifest(self.shards / dataset).filter(pl.col("split") == "train")
+        wanted = set(draw["train"])
+        rows = [(k, lab) for k, lab in zip(manifest["key"], manifest["label"]) if k in wanted]
+        mask, labels = relabel(torch.tensor([lab for _, lab in rows], dtype=torch.long), keep)
+        keys = [k for (k, _), m in zip(rows, mask.tolist()) if m]
+        if shots is not None and shots < draw["shots"]:
+            pick = nested_subsample(labels, shots, seed)
+            keys, labels = [keys[i] for i in pick.tolist()], labels[pick]
+        return keys, labels
 
 
 def protocol_classes(trains_on_base: bool, n_classes: int) -> list[int]:

@@ -14,3 +14,4 @@ def run(main: Callable[[], None]) -> None:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+

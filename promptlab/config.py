@@ -8,28 +8,44 @@ wrong type or an unknown method/dataset name stops the stage with one line namin
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, create_model, field_validator, model_validator
 
+from promptlab.clip.resolve import looks_like_path  # torch-free
 from promptlab.errors import UserError
 from promptlab.schema import StrictModel
 
 
-def _check_dataset_id(dataset_id: str) -> str:
-    from promptlab.data.registry import DATASETS
+def _known_specs(info: ValidationInfo | None) -> dict:
+    """The built-in datasets and the data.custom_datasets of the params being validated (validated before the
+    keys that name datasets; validate_params passes them in the validation context)."""
+    from promptlab.data.registry import BUILTIN
 
-    if dataset_id not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset_id!r} (allowed: {', '.join(sorted(DATASETS))})")
+    custom = (info.context or {}).get("custom_datasets", {}) if info is not None else {}
+    return {**BUILTIN, **custom}
+
+
+def _check_dataset_id(dataset_id: str, info: ValidationInfo) -> str:
+    known = _known_specs(info)
+    if dataset_id not in known:
+        raise ValueError(f"unknown dataset {dataset_id!r} (allowed: {', '.join(sorted(known))}; your own: declare "
+                         "it under data.custom_datasets)")
     return dataset_id
 
 
-DatasetId = Annotated[str, AfterValidator(_check_dataset_id)]  # a dataset id of data/datasets.yaml
+DatasetId = Annotated[str, AfterValidator(_check_dataset_id)]  # a datasets.yaml or data.custom_datasets id
+
 
 
 class ModelParams(StrictModel):
+    """The CLIP every model stage loads. The name/tag combination, the QuickGELU match of OpenAI weights and the
+    device are checked by promptlab.clip.model.check_model (it needs open_clip and torch) at the world and
+    pretrain stages, the first a fresh `dvc repro` runs; a missing checkpoint file by load_params, below."""
+
     name: str = "promptlab-tiny"  # open_clip architecture name or the project's own config name
     pretrained: str | None = None  # open_clip tag ("openai", ...), a local checkpoint path, or null
     device: str = "cpu"
@@ -61,7 +77,60 @@ class PretrainParams(StrictModel):
     hard_batch_colours: int = Field(2, ge=0, le=8)  # every other batch from this many colours only (0 = off)
 
 
+class EmbeddedParams(StrictModel):
+    """The toy parts the pipeline builds for itself, each a DVC matrix stage over a one-name list: [] generates
+    no stage (real data and a real CLIP, configs/paper.yaml). See docs/pipeline.md."""
+
+    world: list[Literal["synthetic"]] = Field(["synthetic"], max_length=1)  # stage world@synthetic -> data/raw
+    clip: list[Literal["promptlab-tiny"]] = Field(["promptlab-tiny"], max_length=1)  # pretrain@promptlab-tiny
+    # The file the always-present `listing` stage waits for (DVC orders stages by files alone): the world's
+    # summary when the pipeline builds data.root, else any file that exists (params.yaml).
+    after_world: str = "data/raw/world.json"
+    # The file the `model` stage waits for and hashes: the checkpoint when model.pretrained is a local file
+    # (the tiny CLIP's when stage pretrain builds it), params.yaml for an open_clip tag (nothing to wait for).
+    after_clip: str = "models/tiny_clip/open_clip_model.safetensors"
+
+
+SPLIT_NAMES = Literal["train", "val", "test"]
+
+
+class CustomDatasetParams(StrictModel):
+    """A dataset of your own (or a cut-down copy of one of CoOp's) under data.root, read by the same readers as
+    the built-in ones: either a split_zhou JSON (`split`) or one folder per class in each split folder
+    (`split_folders`; the class folders' names are the class names). README "Your own dataset"."""
+
+    folder: str  # the dataset's folder under data.root
+    images: str = "images"  # its image folder (inside `folder`); split entries / split folders are relative to it
+    split: str | None = None  # a split_zhou JSON in `folder`: {"train": [[path, label, classname], ...], ...}
+    split_folders: dict[SPLIT_NAMES, str] | None = None  # class-folder layout: split -> folder under `images`
+    template: str = "a photo of a {}."  # the hand-crafted prompt (zero-shot, KgCoOp/ProGrad's teacher, ...)
+    rename: dict[str, str] = {}  # raw class name -> the name prompted (then `_` -> space)
+    n_classes: int | None = Field(None, ge=1)  # the class count to insist on (null: whatever the data has)
+    relabel: bool = False  # renumber the labels present 0..N-1 (a split file cut down to a class subset)
+    val_from_train: bool = False  # no val split: draw the few-shot val from train, disjoint from the shots
+    test_only: bool = False  # test split only: a domain-shift or cross-dataset target (data.eval_datasets)
+
+    @field_validator("template")
+    @classmethod
+    def _template_names_the_class(cls, template: str) -> str:
+        return _one_placeholder(template)
+
+    @model_validator(mode="after")
+    def _one_layout(self):
+        if (self.split is None) == (self.split_folders is None):
+            raise ValueError("give exactly one of split (a split_zhou JSON) or split_folders (class folders)")
+        needed = ["test"] if self.test_only else ["train", "test"]
+        missing = [s for s in needed if s not in (self.split_folders or {s: ""})]
+        if missing:
+            raise ValueError(f"split_folders needs {' and '.join(missing)}")
+        if self.split_folders is not None and self.relabel:
+            raise ValueError("relabel is for split files (class folders are numbered 0..N-1 already)")
+        return self
+
+
 class DataParams(StrictModel):
+    # datasets of your own, {id: {...}}: usable in every key below that names datasets (validated first)
+    custom_datasets: dict[str, CustomDatasetParams] = {}
     root: str = "data/raw"  # (contract) a folder laid out like CoOp's $DATA
     datasets: list[str] = ["synthetic"]  # (contract) dataset ids trained and evaluated base-to-new
     shots: int = Field(16, ge=1)  # (contract)
@@ -73,15 +142,34 @@ class DataParams(StrictModel):
     # record it in the shards' skipped.csv and the validation report (skip); few-shot draws avoid skipped items
     bad_images: Literal["error", "skip"] = "error"
 
+    @field_validator("custom_datasets")
+    @classmethod
+    def _register_for_validation(cls, custom: dict[str, CustomDatasetParams], info: ValidationInfo):
+        from promptlab.data.registry import BUILTIN
+
+        for i in custom:
+            if i in BUILTIN:
+                raise ValueError(f"{i!r} is a built-in dataset id: give your own data its own id")
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", i):
+                raise ValueError(f"dataset id {i!r}: letters, digits, _ and - only (it names folders)")
+        if info.context is not None:
+            info.context["custom_datasets"] = custom_specs(custom)
+        return custom
+
     @field_validator("datasets")
     @classmethod
-    def _known_datasets(cls, ids: list[str]) -> list[str]:
-        from promptlab.data.registry import DATASETS
-
+    def _known_datasets(cls, ids: list[str], info: ValidationInfo) -> list[str]:
         for i in ids:
-            if _check_dataset_id(i) and DATASETS[i].test_only:
+            if _check_dataset_id(i, info) and _known_specs(info)[i].test_only:
                 raise ValueError(f"{i!r} is a test-only dataset (use it as an eval.domain_shift target)")
         return ids
+
+
+def custom_specs(custom: dict[str, CustomDatasetParams]) -> dict:
+    """data.custom_datasets -> {id: DatasetSpec} (promptlab.data.registry; torch-free)."""
+    from promptlab.data.registry import custom_spec
+
+    return {i: custom_spec(i, **c.model_dump()) for i, c in custom.items()}
 
 
 class FeatureParams(StrictModel):
@@ -93,6 +181,8 @@ class FeatureParams(StrictModel):
     num_workers: int = Field(0, ge=0)  # DataLoader processes decoding shards ahead of the image tower (GPU)
     # image tower under autocast: bf16 (or fp16) on a GPU; fp32 on CPU (the default, byte-identical reruns)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # processes encoding shares of the shards under torchrun, merged into byte-identical files (1: this process)
+    nproc: int = Field(1, ge=1)
 
 
 # CuPL's five questions (docs/methods/baselines.md "cupl"); {} is the class name.
@@ -154,8 +244,6 @@ class OpenAIParams(StrictModel):
     @field_validator("api_key_env")
     @classmethod
     def _a_variable_name(cls, name: str | None) -> str | None:
-        import re
-
         if name is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):  # never echo it: may be a key
             raise ValueError("must be the NAME of an environment variable (letters, digits, _), not the key")
         return name
@@ -312,6 +400,7 @@ def _build_params_model() -> type[StrictModel]:
             "protocols_use_sharded_datasets": model_validator(mode="after")(_protocols_use_sharded_datasets),
         },
         model=(ModelParams, ModelParams()),
+        embedded=(EmbeddedParams, EmbeddedParams()),
         world=(WorldParams, WorldParams()),
         pretrain=(PretrainParams, PretrainParams()),
         data=(DataParams, DataParams()),
@@ -343,10 +432,15 @@ def _format_error(err: ValidationError, source: str) -> str:
 
 
 def validate_params(raw: dict, source: str = "params.yaml"):
+    """Validated params; their data.custom_datasets become lookups of promptlab.data.registry.DATASETS."""
+    from promptlab.data.registry import use_custom
+
     try:
-        return params_model().model_validate(raw or {})
+        params = params_model().model_validate(raw or {}, context={})
     except ValidationError as err:
         raise UserError(_format_error(err, source)) from None
+    use_custom(custom_specs(params.data.custom_datasets))
+    return params
 
 
 def load_params(path: str | Path = "params.yaml"):
@@ -359,4 +453,39 @@ def load_params(path: str | Path = "params.yaml"):
         raise UserError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
     if raw is not None and not isinstance(raw, dict):
         raise UserError(f"{path}: top level must be a mapping of sections")
-    return validate_params(raw, str(path))
+    params = validate_params(raw, str(path))
+    check_checkpoint_path(params.model.pretrained, path.parent / "dvc.yaml", str(path))
+    return params
+
+
+def check_checkpoint_path(pretrained: str | None, dvc_yaml: Path, source: str = "params.yaml") -> None:
+    """A model.pretrained file that is missing and that no stage of the pipeline (dvc.yaml beside the params
+    file) writes stops every stage at once, before world/pretrain/shard spend minutes: the features stage would
+    only find out at the end. A path inside a stage's output (the default, models/tiny_clip/..., is the pretrain
+    stage's) may be missing until that stage runs; the stage loading it names it then."""
+    if not pretrained or not looks_like_path(pretrained) or Path(pretrained).is_file():
+        return
+    if any(_inside(pretrained, out) for out in pipeline_outputs(dvc_yaml)):
+        return
+    raise UserError(f"{source}: model.pretrained: checkpoint not found: {pretrained} (no stage of {dvc_yaml.name} "
+                    "writes it; give an existing file, an open_clip tag such as 'openai', or null)")
+
+
+def pipeline_outputs(dvc_yaml: Path) -> list[str]:
+    """Every `outs` path of dvc.yaml's stages (matrix placeholders `${...}` left in); [] without a dvc.yaml."""
+    if not dvc_yaml.is_file():
+        return []
+    stages = (yaml.safe_load(dvc_yaml.read_text()) or {}).get("stages") or {}
+    outs = []
+    for stage in stages.values():
+        for out in (stage or {}).get("outs") or []:
+            outs.extend(out if isinstance(out, dict) else [out])
+    return [str(o) for o in outs]
+
+
+def _inside(path: str, out: str) -> bool:
+    """`path` is `out` or lies under it; a `${...}` placeholder in `out` matches any one path segment."""
+
+    pattern = "/".join("[^/]+" if re.fullmatch(r".*\$\{[^}]*\}.*", part) else re.escape(part)
+                       for part in Path(out).as_posix().split("/"))
+    return re.match(rf"(\./)?{pattern}(/|$)", Path(path).as_posix()) is not None

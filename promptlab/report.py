@@ -7,6 +7,8 @@ Per run JSON (written by the run stage):
     domain_shift: {"protocol": "domain_shift", "dataset": source, "method", "seed", "targets": {id: {...}}}
     cross_dataset: the same shape ("targets": {id: null} for a closed-vocabulary method on foreign classes)
     few_shot:     {"protocol": "few_shot", "dataset", "method", "seed", "shots": K, "test": {...}}
+    every run:    "environment": the machine it ran on (promptlab.environment: CPU, vector ISA, versions, threads,
+                  device, fingerprint); summary.json's "environment" key aggregates them (environment_summary)
 Conventions: per dataset, base and new accuracies are averaged over seeds and HM = 2BN/(B+N) of those
 averages; the overall row is the HM of the dataset-averaged base and new, not the mean of per-dataset HMs.
 """
@@ -112,6 +114,45 @@ def summarize(runs: list[dict]) -> dict:
     """metrics/summary.json: one key per protocol (shape: docs/architecture.md "metrics/summary.json")."""
     return {"base2new": summarize_base2new(runs), "domain_shift": summarize_transfer(runs, "domain_shift"),
             "cross_dataset": summarize_transfer(runs, "cross_dataset"), "few_shot": summarize_few_shot(runs)}
+
+
+def environment_summary(runs: list[dict]) -> dict:
+    """summary.json's "environment": each fact the runs agree on as is; one they differ in as its distinct values
+    joined by " | " (so `dvc metrics diff` shows the change as one string); `machines` = distinct fingerprints;
+    `recorded` = runs that carry an environment. {} when none does."""
+    envs = [r["environment"] for r in runs if r.get("environment")]
+    if not envs:
+        return {}
+    out: dict = {}
+    for key in dict.fromkeys(k for e in envs for k in e):  # first-seen key order
+        values = sorted({str(e.get(key, "—")) for e in envs})
+        out[key] = envs[0][key] if len(values) == 1 else " | ".join(values)
+    out["machines"] = len({e.get("fingerprint") for e in envs})
+    out["recorded"] = len(envs)
+    return out
+
+
+def environment_markdown(env: dict, runs: list[dict]) -> str:
+    """The results page's "Environment" section: the machine facts, and a warning naming which methods ran
+    where when the runs come from more than one machine."""
+    if not env:
+        return "## Environment\n\nNot recorded: these runs carry no machine fingerprint (promptlab.environment).\n"
+    lines = ["## Environment\n", "The machine these numbers were computed on. Same params on the same machine "
+             "reproduce them byte for byte; on another CPU or thread count they move in the last digits (README, "
+             "\"What the pipeline guarantees\"). `dvc metrics diff` lists these keys under `environment.`.\n"]
+    if env["machines"] > 1:
+        where = defaultdict(set)
+        for r in runs:
+            if r.get("environment"):
+                where[r["environment"].get("fingerprint")].add(r["method"])
+        lines.append(f"**These results mix {env['machines']} machines**: "
+                     + "; ".join(f"`{fp}`: {', '.join(sorted(m))}" for fp, m in sorted(where.items())) + ".\n")
+    missing = len(runs) - env["recorded"]
+    if missing:
+        lines.append(f"{missing} of {len(runs)} runs carry no environment.\n")
+    cell = lambda v: str(v).replace("|", "\\|")  # noqa: E731  a " | "-joined value stays one table cell
+    lines += ["| | |", "|---|---|", *(f"| {k} | {cell(v)} |" for k, v in env.items() if k not in ("machines", "recorded"))]
+    return "\n".join(lines) + "\n"
 
 
 def base2new_table(summary: dict) -> pl.DataFrame:

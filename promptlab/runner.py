@@ -21,10 +21,12 @@ from typing import Callable
 import torch
 
 from promptlab.artifacts import Artifacts, protocol_classes
+from promptlab.environment import environment
+from promptlab.data.pixels import PixelSource, pixel_test_split
 from promptlab.evaluate import count_correct, evaluate_run, feature_batches, relabel, score_batches
 from promptlab.io import write_json
 from promptlab.methods import method_class
-from promptlab.methods.base import FrozenCLIP, PromptMethod
+from promptlab.methods.base import FrozenCLIP, PromptMethod, TrainData
 from promptlab.prompts.bank import ClassSet
 from promptlab.runs import Run, plan_runs, run_config
 from promptlab.saved_prompt import save_prompt
@@ -58,13 +60,23 @@ def checkpoint_path(art: Artifacts, run: Run, name: str, cfg) -> Path:
 
 
 def training_source(method: PromptMethod, art: Artifacts, run: Run, keep: list[int], cfg):
-    """(data for prepare/fit, batch source) of a run's training shots, by what the method trains on."""
+    """(data for prepare/fit, batch source) of a run's training shots, by what the method trains on: cached
+    features, or (inputs = "pixels") the same draw's images from the shards, augmented per epoch."""
+    batch_size = getattr(cfg, "batch_size", 1)
+    if method.inputs == "pixels":
+        keys, labels = art.training_keys(run.dataset, run.seed, keep, shots=run.shots)
+        source = PixelSource(method.clip.loaded, art.shards / run.dataset, keys, labels.tolist(), batch_size,
+                             run.seed, art.pixels)
+        return TrainData(torch.empty(len(labels), 0, 0), labels), source  # no cached features: labels only
     data = art.training_data(run.dataset, run.seed, keep, method.needs_patches, shots=run.shots)
-    return data, FeatureSource(data, getattr(cfg, "batch_size", 1), run.seed, method.needs_patches)
+    return data, FeatureSource(data, batch_size, run.seed, method.needs_patches)
 
 
 def test_batches(method: PromptMethod, art: Artifacts, dataset: str, keep: list[int] | None):
-    """A dataset's test split as batches (view 0 of the cached features), restricted to `keep` labels."""
+    """A dataset's test split as batches (view 0 of the cached features, or pixels with the model's test
+    preprocessing for pixel methods), restricted to `keep` labels."""
+    if method.inputs == "pixels":
+        return pixel_test_split(method.clip.loaded, art.shards / dataset, keep, art.pixels)
     test = art.split(dataset, "test", patches=False)[0]
     labels, feats = test["labels"], test["global"][:, 0]
     if keep is not None:
@@ -119,6 +131,7 @@ def run_method(params, name: str, clip: FrozenCLIP, art: Artifacts, out: Path, m
     from dvclive import Live
 
     trainings: dict[str, Training] = {}  # training key -> the one training all runs with that key share
+    machine = environment(str(clip.device))  # recorded with every run: results from other hardware show
     for run in plan_runs(params, name):
         cfg = run_config(run, getattr(params, name), params.eval.few_shot.epochs)
         key = run.training_key(cfg)
@@ -138,7 +151,8 @@ def run_method(params, name: str, clip: FrozenCLIP, art: Artifacts, out: Path, m
         training = trainings[key]
         result = evaluate_run(run.protocol, run.dataset, run.targets, len(art.class_set(run.dataset)),
                               scorer(training, art))
-        write_json(metrics / f"{run.where}.json", run_record(run, name, training.where, result))
+        write_json(metrics / f"{run.where}.json", {**run_record(run, name, training.where, result),
+                                                    "environment": machine})
         accs = result.get("targets") or result
         print(f"{run.where} {name}: " + ", ".join(f"{k} {v['acc']:.2f}" for k, v in accs.items() if v))
 

@@ -7,21 +7,21 @@ from pathlib import Path
 
 from promptlab.cli import run
 from promptlab.config import load_params
-from promptlab.data.registry import DATASETS
+from promptlab.data.registry import dataset_spec
 from promptlab.io import read_json
 from promptlab.prompts.descriptions import build_text_bank, write_text_bank
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    ap.add_argument("--dataset", required=True, help="a datasets.yaml or data.custom_datasets id")
     ap.add_argument("--shards", required=True, help="the dataset's shards (for classnames.json)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     p = load_params()
     names = read_json(Path(args.shards) / "classnames.json")
     bank = build_text_bank(p.prompts.descriptions, p.prompts.min_descriptions, root=p.data.root,
-                           folder=DATASETS[args.dataset].folder, dataset=args.dataset, names=names)
+                           folder=dataset_spec(args.dataset).folder, dataset=args.dataset, names=names)
     write_text_bank(args.out, bank)
     if bank.sentences is None:
         print(f"descriptions {args.dataset}: no description bank ({bank.source}); cupl and aape will refuse it")

@@ -9,7 +9,7 @@ from pathlib import Path
 from promptlab.cli import run
 from promptlab.config import load_params
 from promptlab.data.listing import file_listing, folder_listing
-from promptlab.data.registry import DATASETS
+from promptlab.data.registry import dataset_spec
 from promptlab.io import atomic_dir, write_json
 from promptlab.prompts.description_files import description_file_path
 
@@ -22,10 +22,12 @@ def main() -> None:
     descriptions = p.prompts.descriptions
     with atomic_dir(args.out) as out:
         for dataset in [*p.data.datasets, *p.data.eval_datasets]:
-            spec = DATASETS[dataset]
+            spec = dataset_spec(dataset)
             folder = spec.dataset_dir(p.data.root)
             # the folder relative to data.root: the same data under another root gives the same listing
             listing = {"dataset": dataset, **folder_listing(folder), "folder": spec.folder}
+            if spec.custom:  # its declaration: the stages depending on this file re-run when it changes
+                listing["custom_dataset"] = p.data.custom_datasets[dataset].model_dump()
             if descriptions.backend == "file":
                 path = description_file_path(descriptions.file, p.data.root, spec.folder, dataset)
                 if not path.resolve().is_relative_to(folder.resolve()):

@@ -5,8 +5,10 @@ import argparse
 from pathlib import Path
 
 from promptlab.cli import run
+from promptlab.clip.model import check_model_early
 from promptlab.clip.pretrain import pretrain, save_checkpoint, zero_shot_report
 from promptlab.config import load_params
+from promptlab.environment import environment
 from promptlab.io import atomic_dir, write_json
 
 
@@ -16,12 +18,13 @@ def main() -> None:
     ap.add_argument("--metrics", required=True)
     args = ap.parse_args()
     p = load_params()
+    check_model_early(p)
     model = pretrain(p.pretrain.model, p.pretrain, p.world.image_size)
     report = zero_shot_report(model, p.pretrain.model, p.pretrain.seed, p.pretrain.eval_per_class,
                               p.world.image_size, ["photo", *p.world.shifted_domains])
     with atomic_dir(args.out) as tmp:
         save_checkpoint(model, Path(tmp) / "open_clip_model.safetensors")
-    write_json(args.metrics, {"zero_shot": report})
+    write_json(args.metrics, {"zero_shot": report, "environment": environment("cpu")})  # pretraining runs on CPU
     print(report)
 
 

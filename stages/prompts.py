@@ -11,7 +11,7 @@ from promptlab.cli import run
 from promptlab.clip.model import load_clip
 from promptlab.clip.text import TextEncoder
 from promptlab.config import load_params
-from promptlab.data.registry import DATASETS
+from promptlab.data.registry import dataset_spec
 from promptlab.io import atomic_dir, read_json, save_tensors, write_json
 from promptlab.prompts.bank import ENSEMBLES, build_class_set
 from promptlab.prompts.descriptions import TEXT_BANK_FILE, read_text_bank
@@ -20,7 +20,7 @@ from promptlab.validate import gate, validate_bank
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    ap.add_argument("--dataset", required=True, help="a datasets.yaml or data.custom_datasets id")
     ap.add_argument("--shards", required=True)
     ap.add_argument("--descriptions", required=True, help="the descriptions stage's output folder")
     ap.add_argument("--out", required=True)
@@ -31,7 +31,7 @@ def main() -> None:
     names = read_json(Path(args.shards) / "classnames.json")
     text_bank = read_text_bank(args.descriptions, names)
     clip = load_clip(p.model.name, p.model.pretrained, p.model.device)
-    template = DATASETS[args.dataset].template
+    template = dataset_spec(args.dataset).template
     classes = build_class_set(TextEncoder(clip.model, clip.tokenizer), names, template,
                               descriptions=text_bank.sentences, extra_ensembles=p.prompts.templates)
     gate(validate_bank(classes, p.prompts.min_descriptions, name=f"prompts:{args.dataset}"), args.report)

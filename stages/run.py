@@ -13,6 +13,7 @@ from promptlab.artifacts import Artifacts
 from promptlab.cli import run
 from promptlab.clip.model import load_clip
 from promptlab.config import load_params
+from promptlab.data.pixels import PixelOptions
 from promptlab.io import atomic_dir
 from promptlab.methods import methods
 from promptlab.methods.base import FrozenCLIP
@@ -31,7 +32,8 @@ def main() -> None:
     args = ap.parse_args()
     p = load_params()
     clip = FrozenCLIP(load_clip(p.model.name, p.model.pretrained, p.model.device))
-    art = Artifacts(Path(args.shards), Path(args.features), Path(args.prompts))
+    pixels = PixelOptions(p.features.crop_scale_min, p.features.num_workers)  # pixel methods: as the features
+    art = Artifacts(Path(args.shards), Path(args.features), Path(args.prompts), pixels)
     with atomic_dir(args.out) as out, atomic_dir(args.metrics) as metrics, atomic_dir(args.curves) as curves:
         run_method(p, args.method, clip, art, out, metrics, curves)
 

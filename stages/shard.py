@@ -6,7 +6,7 @@ from pathlib import Path
 
 from promptlab.cli import run
 from promptlab.config import load_params
-from promptlab.data.registry import DATASETS
+from promptlab.data.registry import dataset_spec
 from promptlab.data.shards import read_skipped, write_shards
 from promptlab.io import atomic_dir, read_json
 from promptlab.validate import validate_manifest
@@ -14,13 +14,14 @@ from promptlab.validate import validate_manifest
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    ap.add_argument("--dataset", required=True, help="a datasets.yaml or data.custom_datasets id")
     ap.add_argument("--out", required=True)
     ap.add_argument("--report", required=True, help="validation report (JSON)")
     ap.add_argument("--test-only", action="store_true", help="shard the test split only (an evaluation target)")
     args = ap.parse_args()
     p = load_params()
-    spec = dataclasses.replace(DATASETS[args.dataset], test_only=DATASETS[args.dataset].test_only or args.test_only)
+    spec = dataset_spec(args.dataset)
+    spec = dataclasses.replace(spec, test_only=spec.test_only or args.test_only)
     with atomic_dir(args.out) as tmp:
         manifest = write_shards(spec, p.data.root, tmp, shots=p.data.shots, seeds=p.data.seeds,
                                 maxcount=p.data.shard_maxcount, bad_images=p.data.bad_images)

@@ -3,6 +3,7 @@
 import argparse
 
 from promptlab.cli import run
+from promptlab.clip.model import check_model_early
 from promptlab.config import load_params
 from promptlab.io import atomic_dir, write_json
 
@@ -12,6 +13,7 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     p = load_params()
+    check_model_early(p)
     from promptlab.data.synthetic import write_world
 
     w = p.world

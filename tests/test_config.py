@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from promptlab.config import load_params, validate_params
@@ -314,3 +315,35 @@ def test_one_registration_binds_name_params_block_and_class_and_validation_needs
             "print(sorted(m for m in ('torch', 'open_clip', 'great_expectations') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# --- model.pretrained: a missing file no stage writes stops every stage at once ---------------------------------
+
+
+def test_a_missing_checkpoint_that_no_stage_writes_stops_load_params(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from promptlab.config import load_params
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"model": {"pretrained": "ckpt/mine.safetensors"}}))
+    with pytest.raises(UserError) as info:
+        load_params(params)
+    assert str(info.value) == (f"{params}: model.pretrained: checkpoint not found: ckpt/mine.safetensors (no stage "
+                               "of dvc.yaml writes it; give an existing file, an open_clip tag such as 'openai', "
+                               "or null)")
+    (tmp_path / "dvc.yaml").write_text((repo / "dvc.yaml").read_text())
+    with pytest.raises(UserError, match="checkpoint not found: ckpt/mine.safetensors"):
+        load_params(params)
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt/mine.safetensors").write_bytes(b"x")
+    assert load_params(params).model.pretrained == "ckpt/mine.safetensors"
+    # the default checkpoint is the pretrain stage's output: missing until that stage runs, and accepted
+    params.write_text((repo / "params.yaml").read_text())
+    assert not (tmp_path / "models").exists()
+    assert load_params(params).model.pretrained == "models/tiny_clip/open_clip_model.safetensors"
+    params.write_text(yaml.safe_dump({"model": {"pretrained": "models/tiny_clip_old/open_clip_model.safetensors"}}))
+    with pytest.raises(UserError, match="checkpoint not found: models/tiny_clip_old/"):
+        load_params(params)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,8 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-REPO = Path(__file__).resolve().parents[1]
+from dvc_helpers import ENV, REPO, make_repo, merge, out_hashes as _out_hashes, sh as _sh
 
 MICRO = {
     "world": {"train_per_class": 3, "val_per_class": 2, "test_per_class": 2},
@@ -24,39 +22,15 @@ MICRO = {
     "features": {"batch_size": 64, "train_views": 2},
     **{m: {"epochs": 2, "batch_size": 8} for m in ("coop", "kgcoop", "prograd", "dualview", "pbprompt", "aape")},
     "cocoop": {"epochs": 1, "batch_size": 8},
+    **{m: {"epochs": 1, "batch_size": 8} for m in ("ivlp", "maple", "promptsrc")},  # pixel methods
     "eval": {"few_shot": {"datasets": ["synthetic"], "shots": [1, 2], "methods": ["zeroshot", "coop", "linear_probe"],
                           "epochs": None}},
 }
 
 
-ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-       "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-
-
-def _sh(cmd: list[str], cwd: Path) -> str:
-    proc = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc.stdout + proc.stderr
-
-
 def _micro_repo(tmp: Path) -> Path:
-    repo = tmp / "repo"
-    repo.mkdir()
-    for name in ("dvc.yaml", ".gitignore"):
-        shutil.copy(REPO / name, repo / name)
-    for name in ("stages", "promptlab"):
-        shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    for section, values in MICRO.items():
-        params[section].update(values)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    dvc = [sys.executable, "-m", "dvc"]
-    _sh(["git", "init", "-q"], repo)
-    _sh(dvc + ["init", "-q"], repo)
-    _sh(dvc + ["config", "core.analytics", "false"], repo)
-    _sh(["git", "add", "-A"], repo)
-    _sh(["git", "commit", "-qm", "micro"], repo)  # like a clone: DVCLive needs a commit to log against
-    return repo
+    return make_repo(tmp / "repo", merge(params, MICRO))
 
 
 @pytest.mark.slow
@@ -124,12 +98,6 @@ def test_dvc_repro_end_to_end_then_noop(tmp_path):
     assert not list((repo / "models/prompts").glob(".*.tmp")), "leftovers of the killed run were not cleared"
 
 
-def _out_hashes(repo: Path) -> dict[str, str]:
-    """{output path: md5} of every stage output recorded in dvc.lock."""
-    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
-    return {o["path"]: o["md5"] for stage in lock.values() for o in stage.get("outs", [])}
-
-
 def test_no_stage_hashes_data_root_itself():
     """DVC hashes a directory dependency file by file, per stage, on every status: the stages that read
     data.root depend on their dataset's listing (stage `listing`, re-run on every repro) instead."""
@@ -140,4 +108,5 @@ def test_no_stage_hashes_data_root_itself():
         assert "data/listings/${item.dataset}.json" in stages[name]["deps"], name
     listing = stages["listing"]
     assert listing["always_changed"] is True and listing["outs"] == ["data/listings"]
-    assert "data/raw/world.json" in listing["deps"]  # after the synthetic world is written
+    assert "${embedded.after_world}" in listing["deps"]  # after the synthetic world, where it is built
+    assert yaml.safe_load((REPO / "params.yaml").read_text())["embedded"]["after_world"] == "data/raw/world.json"

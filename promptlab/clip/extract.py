@@ -6,38 +6,48 @@ Per split a safetensors file with
     labels  [N] int64
 and the sample keys (manifest order) in its metadata.
 
-Decoding and augmentation can run in DataLoader worker processes (`num_workers`), so that they overlap the
-image tower. Batch b holds samples [b·k, (b+1)·k) of the split (k = ceil(batch_size / V)) whatever the number
-of workers; worker w decodes batches w, w+W, w+2W, ... and the DataLoader hands them back round-robin, i.e. in
-manifest order. Every augmented view is seeded by (seed, key, view) alone, so the features are byte-identical
-to the single-process path (num_workers=0, decoding in the main process). Each worker reads the split's tar
-stream in full (webdataset's own split of shards between workers is switched off in each worker, see
-`_whole_stream`) and skips other workers' samples without decoding them: reading is cheap next to decoding."""
+Batches never cross a shard: shard s's samples are cut into batches of k = ceil(batch_size / V) from its
+first sample, so a batch's images (and the floating-point result of the forward on them) do not depend on
+which process reads that shard. Every augmented view is seeded by (seed, key, view) alone.
+
+Two ways to spread the work, each byte-identical to one process decoding everything:
+- DataLoader workers (`num_workers`) decode and augment ahead of the image tower: batch b goes to worker
+  b mod W and the DataLoader hands batches back round-robin, i.e. in manifest order. Each worker reads its
+  process's tar stream in full and skips other workers' samples undecoded (reading is cheap next to decoding).
+- torchrun ranks (`features.nproc`, promptlab/clip/parallel.py): each rank encodes a disjoint, sorted subset of
+  the split's shards, webdataset's split_by_node (shards r, r+N, r+2N, ... of the sorted list, no shuffling),
+  and one merge puts the rows back in manifest order."""
 
 from __future__ import annotations
 
 import math
-import os
 import time
 from pathlib import Path
 
 import torch
+import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from promptlab.clip.features import augmented_views, encode_images, train_transform
 from promptlab.clip.model import LoadedCLIP
-from promptlab.data.shards import decode_image, iter_split
+from promptlab.data.shards import decode_image, iter_shard, split_shards
+
+
+def rank_shards(shard_dir: str | Path, split: str) -> list[str]:
+    """The split's shards this process encodes: all of them, or under torchrun (RANK, WORLD_SIZE) webdataset's
+    split_by_node share of the sorted list, disjoint from every other rank's."""
+    return list(wds.split_by_node(split_shards(shard_dir, split)))
 
 
 class SplitBatches(IterableDataset):
-    """(keys, labels, views [b, V, 3, H, W]) batches of one split in manifest order. Holds transforms and
-    paths only (never the model), so it pickles for spawned workers."""
+    """(keys, labels, views [b, V, 3, H, W]) batches of one split's `shards` (default: all) in manifest order,
+    cut per shard. Holds transforms and paths only (never the model), so it pickles for spawned workers."""
 
     def __init__(self, clip: LoadedCLIP, shard_dir: str | Path, split: str, n_views: int, seed: int,
-                 batch_size: int, crop_scale_min: float = 0.08):
+                 batch_size: int, crop_scale_min: float = 0.08, shards: list[str] | None = None):
         self.augment = train_transform(clip, crop_scale_min) if split == "train" else None
         self.preprocess = clip.preprocess
-        self.shard_dir, self.split = Path(shard_dir), split
+        self.shards = split_shards(shard_dir, split) if shards is None else shards
         self.n_views, self.seed = n_views, seed
         views = n_views if self.augment else 1
         self.per_batch = max(1, math.ceil(batch_size / views))  # samples per batch: b·V >= batch_size
@@ -51,23 +61,19 @@ class SplitBatches(IterableDataset):
     def __iter__(self):
         info = get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        keys, labels, views = [], [], []
-        for i, (key, data, label) in enumerate(iter_split(self.shard_dir, self.split)):
-            if (i // self.per_batch) % n_workers != worker:
-                continue  # another worker's batch: skipped undecoded
-            keys.append(key), labels.append(label), views.append(self._views(key, data))
-            if len(keys) == self.per_batch:
-                yield keys, labels, torch.stack(views)
-                keys, labels, views = [], [], []
-        if keys:
-            yield keys, labels, torch.stack(views)
-
-
-def _whole_stream(_worker_id: int) -> None:
-    """DataLoader worker_init_fn: make webdataset (iter_split) see a single worker, so that every worker reads
-    every shard (webdataset reads WORKER/NUM_WORKERS before torch's worker info; this is a worker process's own
-    environment, gone with it). Batches cut across shards, so SplitBatches deals them out itself."""
-    os.environ["WORKER"], os.environ["NUM_WORKERS"] = "0", "1"
+        first = 0  # index of the current shard's first batch among all of this process's batches
+        for tar in self.shards:
+            keys, labels, views, n = [], [], [], 0
+            for n, (key, data, label) in enumerate(iter_shard(tar), start=1):
+                if (first + (n - 1) // self.per_batch) % n_workers != worker:
+                    continue  # another worker's batch: skipped undecoded
+                keys.append(key), labels.append(label), views.append(self._views(key, data))
+                if len(keys) == self.per_batch:
+                    yield keys, labels, torch.stack(views)
+                    keys, labels, views = [], [], []
+            if keys:
+                yield keys, labels, torch.stack(views)  # the shard's last, short batch
+            first += math.ceil(n / self.per_batch)
 
 
 def split_batches(dataset: SplitBatches, num_workers: int = 0):
@@ -76,8 +82,7 @@ def split_batches(dataset: SplitBatches, num_workers: int = 0):
         return iter(dataset)
     # batch_size=None: the dataset yields whole batches. prefetch_factor 2 per worker (the default) keeps
     # 2·W batches decoded ahead of the model.
-    return iter(DataLoader(dataset, batch_size=None, num_workers=num_workers, prefetch_factor=2,
-                           worker_init_fn=_whole_stream))
+    return iter(DataLoader(dataset, batch_size=None, num_workers=num_workers, prefetch_factor=2))
 
 
 AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -104,15 +109,15 @@ class Progress:
 @torch.no_grad()
 def extract_split(clip: LoadedCLIP, shard_dir: str | Path, split: str, *, n_views: int, seed: int,
                   batch_size: int, patches: bool, crop_scale_min: float = 0.08, num_workers: int = 0,
-                  precision: str = "fp32", total: int | None = None, log=None
+                  precision: str = "fp32", total: int | None = None, log=None, shards: list[str] | None = None
                   ) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Encode one split. num_workers > 0 decodes and augments in that many DataLoader worker processes
     (byte-identical results, same order); 0 decodes in this process. precision "bf16" / "fp16" runs the image
     tower under autocast (matmuls accumulate in fp32; the outputs are cast to fp32, then stored fp16 like the
     fp32 path's); "fp32" runs it in float32, the CPU default. `log` gets a progress line per ~10% of `total`
-    images."""
+    images. `shards` limits it to those tar files (a torchrun rank's share, `rank_shards`)."""
     device = next(clip.model.parameters()).device
-    dataset = SplitBatches(clip, shard_dir, split, n_views, seed, batch_size, crop_scale_min)
+    dataset = SplitBatches(clip, shard_dir, split, n_views, seed, batch_size, crop_scale_min, shards)
     progress = Progress(f"{Path(shard_dir).name}/{split}", total, log) if log else None
     all_keys, all_labels, glob, pat = [], [], [], []
     for keys, labels, views in split_batches(dataset, num_workers):

@@ -18,8 +18,8 @@ import os
 from collections import defaultdict
 from pathlib import Path
 
-from promptlab.data.coop_format import Item, classnames, empty_classes
-from promptlab.data.readers import READERS
+from promptlab.data.coop_format import Item, class_count_problem, classnames, empty_classes
+from promptlab.data.readers import read_items
 from promptlab.data.registry import DATASETS, REAL_DATASETS, DatasetSpec
 from promptlab.errors import UserError
 
@@ -28,7 +28,8 @@ LISTING_READERS = {"class_folders"}  # their items come from directory listings:
 
 
 def check_root(root: str | Path, ids: list[str] | None = None) -> dict:
-    """Check `ids` (default: every real dataset, plus generated ones whose folder is there).
+    """Check `ids` (default: every real dataset and every registered data.custom_datasets one, plus generated
+    ones whose folder is there).
 
     `failing` lists what makes the check fail: with `ids` given, any requested dataset not complete; without,
     any dataset that is there but incomplete (a dataset not installed at all is reported, not a failure)."""
@@ -44,7 +45,7 @@ def check_root(root: str | Path, ids: list[str] | None = None) -> dict:
 
 def default_ids(root: Path) -> list[str]:
     generated = [k for k, s in DATASETS.items() if s.generated and s.dataset_dir(root).is_dir()]
-    return generated + REAL_DATASETS
+    return generated + REAL_DATASETS + [k for k, s in DATASETS.items() if s.custom]
 
 
 def check_dataset(spec: DatasetSpec, root: str | Path) -> dict:
@@ -59,7 +60,7 @@ def check_dataset(spec: DatasetSpec, root: str | Path) -> dict:
     if report["missing"]:
         return report
     try:
-        splits = READERS[spec.reader](spec, root)
+        splits = read_items(spec, root)
     except UserError as exc:
         report["errors"].append(str(exc))
         return report
@@ -84,8 +85,9 @@ def class_problems(spec: DatasetSpec, splits: dict[str, list[Item]], report: dic
         names = classnames([it for v in splits.values() for it in v], spec.id)
     except UserError as exc:
         problems.append(str(exc))
-    if spec.n_classes is not None and n != spec.n_classes:
-        problems.append(f"{n} classes, CoOp's data has {spec.n_classes}")
+    count = class_count_problem(spec, n)
+    if count:
+        problems.append(count)
     if names is not None:
         problems += empty_classes(spec, splits, names)
     return problems

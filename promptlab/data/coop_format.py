@@ -71,7 +71,7 @@ def check_label(spec: DatasetSpec, split: str, path: str, label: int, source: Pa
     past the last class shows up as empty classes in `classnames`)."""
     if label < 0:
         raise UserError(f"{spec.id}: {split} entry {path!r} has label {label}, labels are 0-based: {source}")
-    if spec.n_classes is not None and label >= spec.n_classes:
+    if spec.n_classes is not None and not spec.relabel and label >= spec.n_classes:
         raise UserError(f"{spec.id}: {split} entry {path!r} has label {label}, out of range for "
                         f"{spec.n_classes} classes (0..{spec.n_classes - 1}): {source}")
 
@@ -112,6 +112,17 @@ def empty_classes(spec: DatasetSpec, splits: dict[str, list[Item]], names: list[
             named = _some([f"{i} {names[i]!r}" for i in empty])
             problems.append(f"{spec.id}: no {split} items for {len(empty)} of {len(names)} classes: labels {named}")
     return problems
+
+
+def class_count_problem(spec: DatasetSpec, n: int, where: str = "") -> str | None:
+    """The line for a class count other than the expected one (None when it matches or none is expected). For
+    a built-in id it says why one is expected (the id means CoOp's full data) and where other data goes."""
+    if spec.n_classes is None or n == spec.n_classes:
+        return None
+    if spec.custom:
+        return f"{n} classes{where}, data.custom_datasets.{spec.id}.n_classes expects {spec.n_classes}"
+    return (f"{n} classes{where}, CoOp's data has {spec.n_classes} ({spec.id!r} means CoOp's full dataset; a class "
+            "subset or your own data: give it its own id in data.custom_datasets, README \"Your own dataset\")")
 
 
 def item_ref(item: Item) -> str:

@@ -29,10 +29,20 @@ def read_dataset(spec: DatasetSpec, root: str | Path) -> dict[str, list[Item]]:
     what is wrong, plus where to get it."""
     try:
         require(spec, root)
-        return READERS[spec.reader](spec, root)
+        return read_items(spec, root)
     except UserError as exc:
         raise UserError(f"{exc} (get it: {spec.hint}; full list: "
                         f"python -m promptlab check-data --root {root} --dataset {spec.id})") from None
+
+
+def read_items(spec: DatasetSpec, root: str | Path) -> dict[str, list[Item]]:
+    """The spec's reader; with `relabel`, the labels present renumbered 0..N-1 in their order (a split file cut
+    down to a class subset keeps CoOp's labels, with gaps)."""
+    splits = READERS[spec.reader](spec, root)
+    if not spec.relabel:
+        return splits
+    new = {old: i for i, old in enumerate(sorted({it.label for v in splits.values() for it in v}))}
+    return {s: [Item(it.split, it.path, new[it.label], it.classname) for it in v] for s, v in splits.items()}
 
 
 def require(spec: DatasetSpec, root: str | Path) -> None:
@@ -47,13 +57,18 @@ def require(spec: DatasetSpec, root: str | Path) -> None:
 
 def read_class_folders(spec: DatasetSpec, root: str | Path) -> dict[str, list[Item]]:
     """Each split folder (split_folders) holds one folder per class; which folders and which labels is the
-    `classes` rule. Item paths are `<split folder>/<class folder>/<file>` relative to the image folder."""
-    entries = read_wnid_lines(spec, spec.classnames_file(root))
+    `classes` rule. Item paths are `<split folder>/<class folder>/<file>` relative to the image folder.
+    `named` (your own data, no classnames file): the train folder's class folders (test's when there is no
+    train), sorted, are the classes of every split."""
+    entries = read_wnid_lines(spec, spec.classnames_file(root)) if spec.classnames else []
     out: dict[str, list[Item]] = {s: [] for s in SPLITS}
-    for split, sub in spec.split_folders.items():
+    ordered = sorted(spec.split_folders.items(), key=lambda kv: SPLITS.index(kv[0]))  # train first
+    classes = None
+    for split, sub in ordered:
         base = spec.image_dir(root) / sub
-        folders, names = class_list(spec, entries, base)
-        out[split] = folder_items(spec, split, base, "" if sub == "." else f"{sub}/", folders, names)
+        if classes is None or spec.classes != "named":
+            classes = class_list(spec, entries, base)
+        out[split] = folder_items(spec, split, base, "" if sub == "." else f"{sub}/", *classes)
     return out
 
 
@@ -78,6 +93,9 @@ def class_list(spec: DatasetSpec, entries: list[tuple[str, str]], base: Path) ->
         return [w for w, _ in entries], [n for _, n in entries]
     if spec.classes == "numbered":
         return [str(i) for i in range(len(entries))], [n for _, n in entries]
+    if spec.classes == "named":
+        folders = sorted(subdirs(base))
+        return folders, folders
     name_of = dict(entries)  # present: the wnid folders there are, sorted; each must be a classnames.txt wnid
     folders = sorted(subdirs(base))
     unknown = [f for f in folders if f not in name_of]
@@ -98,7 +116,8 @@ def folder_items(spec: DatasetSpec, split: str, base: Path, prefix: str, folders
                         f"{_first(missing)}")
     extra = sorted(present - set(folders))
     if extra:
-        raise UserError(f"{spec.id}: {_count(extra, 'folder')} under {base} not classes of {spec.classnames}: "
+        classes = spec.classnames or "the first split folder"
+        raise UserError(f"{spec.id}: {_count(extra, 'folder')} under {base} not classes of {classes}: "
                         f"{_first(extra)}")
     items = []
     for label, (folder, raw) in enumerate(zip(folders, names)):

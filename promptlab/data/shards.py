@@ -26,13 +26,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import re
 import sys
 from pathlib import Path
 
 import polars as pl
 import webdataset as wds
 
-from promptlab.data.coop_format import Item, classnames, empty_classes, sample_few_shot
+from promptlab.data.coop_format import Item, class_count_problem, classnames, empty_classes, sample_few_shot
 from promptlab.data.readers import read_dataset
 from promptlab.data.registry import DatasetSpec
 from promptlab.errors import UserError
@@ -100,13 +101,18 @@ def write_shards(spec: DatasetSpec, root: str | Path, out_dir: Path, *, shots: i
     log = log or _stderr
     splits = read_dataset(spec, root)
     log(f"shard {spec.id}: listed " + ", ".join(f"{s} {len(v)}" for s, v in splits.items()))
-    names = check_classes(spec, root, splits)
+    names, problems = check_classes(spec, root, splits)
     images = ImageFiles(spec, spec.image_dir(root), skip=bad_images == "skip")
-    items, draws = select_readable(splits, shots, seeds, spec, images)
-    del splits  # the full listing is not needed while writing
-    rows = []
-    for split, split_items in items.items():
-        rows += write_split(spec, out_dir, split, split_items, images, maxcount, log)
+    try:  # class problems are reported with the first bad image, or after every image read
+        items, draws = select_readable(splits, shots, seeds, spec, images)
+        del splits  # the full listing is not needed while writing
+        rows = []
+        for split, split_items in items.items():
+            rows += write_split(spec, out_dir, split, split_items, images, maxcount, log)
+    except UserError as exc:
+        raise UserError("; ".join([*problems, str(exc)])) from None
+    if problems:
+        raise UserError("; ".join(problems))
     manifest = pl.DataFrame(rows, schema=MANIFEST_SCHEMA)
     manifest.write_csv(out_dir / "manifest.csv")
     skipped = images.skipped_table()
@@ -126,19 +132,17 @@ def skip_summary(dataset: str, skipped: pl.DataFrame) -> str:
             f"listed in skipped.csv")
 
 
-def check_classes(spec: DatasetSpec, root: str | Path, splits: dict[str, list[Item]]) -> list[str]:
-    """Class names by label, after checking the listing: test items exist, labels run 0..N-1 with one name
-    each, CoOp's class count, and every class has test (and, unless test-only, train) items."""
+def check_classes(spec: DatasetSpec, root: str | Path, splits: dict[str, list[Item]]) -> tuple[list[str], list[str]]:
+    """(class names by label, problems). Test items must exist and labels run 0..N-1 with one name each (else
+    UserError now: nothing can be drawn). The problems, a class count other than the expected one and classes
+    without test (or, unless test-only, train) items, are reported beside the bad images the shard run finds
+    (write_shards), so one run shows everything wrong with the data."""
     if not splits["test"]:
         raise UserError(f"{spec.id}: no test items under {spec.dataset_dir(root)}")
     names = classnames(splits["train"] + splits["val"] + splits["test"], spec.id)
-    if spec.n_classes is not None and len(names) != spec.n_classes:
-        raise UserError(f"{spec.id}: {len(names)} classes under {spec.dataset_dir(root)}, CoOp's data has "
-                        f"{spec.n_classes} (get it: {spec.hint})")
-    problems = empty_classes(spec, splits, names)
-    if problems:
-        raise UserError("; ".join(problems))
-    return names
+    count = class_count_problem(spec, len(names), where=f" under {spec.dataset_dir(root)}")
+    problems = [f"{spec.id}: {count}; get it: {spec.hint}"] if count else []
+    return names, problems + empty_classes(spec, splits, names)
 
 
 def write_split(spec: DatasetSpec, out_dir: Path, split: str, items: list[Item], images: ImageFiles,
@@ -209,8 +213,15 @@ def load_image(path: Path, decode: bool = True) -> bytes:
         try:
             decode_image(data)
         except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, ... for broken files
-            raise BadImage(f"unreadable ({type(exc).__name__}: {exc})") from None
+            raise BadImage(f"unreadable ({type(exc).__name__}: {stable_message(exc)})") from None
     return data
+
+
+def stable_message(exc: Exception) -> str:
+    """The exception's text without object reprs or memory addresses: PIL names the buffer it read as
+    `<_io.BytesIO object at 0x7f…>`, which would change skipped.csv (a DVC output) on every run."""
+    text = re.sub(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>", "", str(exc))
+    return re.sub(r"0x[0-9a-fA-F]{6,}", "0x…", text).strip()
 
 
 def _stderr(line: str) -> None:
@@ -225,16 +236,25 @@ def read_skipped(shard_dir: str | Path) -> pl.DataFrame:
     return pl.read_csv(Path(shard_dir) / "skipped.csv", schema=SKIPPED_SCHEMA)
 
 
-def iter_split(shard_dir: str | Path, split: str):
-    """Yield (key, image bytes, label) for one split, in manifest order (shards are read in sequence)."""
-    shard_dir = Path(shard_dir)
-    tars = sorted(str(p) for p in shard_dir.glob(f"{split}-*.tar"))
-    if not tars:
-        return
-    for sample in wds.WebDataset(tars, shardshuffle=False, empty_check=False):
+def split_shards(shard_dir: str | Path, split: str) -> list[str]:
+    """The tar files of one split, sorted (the order the shard stage wrote them in)."""
+    return sorted(str(p) for p in Path(shard_dir).glob(f"{split}-*.tar"))
+
+
+def iter_shard(tar: str | Path):
+    """Yield (key, image bytes, label) of one tar in order. No node or worker splitting here: the caller picks
+    the shards (promptlab/clip/extract.py splits them between torchrun ranks)."""
+    for sample in wds.WebDataset([str(tar)], shardshuffle=False, empty_check=False, nodesplitter=None,
+                                 workersplitter=None):
         key = sample["__key__"]
         image_ext = next(k for k in sample if k not in ("__key__", "__url__", "__local_path__", "cls"))
         yield key, sample[image_ext], int(sample["cls"])
+
+
+def iter_split(shard_dir: str | Path, split: str):
+    """Yield (key, image bytes, label) for one split, in manifest order (shards are read in sequence)."""
+    for tar in split_shards(shard_dir, split):
+        yield from iter_shard(tar)
 
 
 def decode_image(data: bytes):

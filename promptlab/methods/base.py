@@ -29,7 +29,10 @@ class FrozenCLIP:
     def __init__(self, loaded: LoadedCLIP):
         self.loaded = loaded
         self.text = TextEncoder(loaded.model, loaded.tokenizer)
-        self.logit_scale = float(loaded.model.logit_scale.exp().clamp(max=100))  # τ
+        # τ = exp(logit_scale), unclamped like the official CoOp/KgCoOp code (`logit_scale.exp()`): CLIP clamps
+        # ln τ at ln 100 while training, so a trained model's τ is at most 100 up to rounding (OpenAI's
+        # 4.6052 gives 100.003, a clamp would give 100); the tiny CLIP's pretraining keeps τ near 14.3.
+        self.logit_scale = float(loaded.model.logit_scale.exp())
 
     @property
     def embed_dim(self) -> int:

@@ -39,6 +39,7 @@ class ClassSet:
     descriptions: torch.Tensor | None = None
     sentences: torch.Tensor | None = None
     sentence_labels: torch.Tensor | None = None
+    dataset: str | None = None  # the dataset id the classes come from (a method's own per-dataset data: kgcoop)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -66,14 +67,14 @@ class ClassSet:
         return ClassSet([self.names[i] for i in labels], self.template, self.hand_features[idx],
                         {k: v[idx] for k, v in self.ensembles.items()},
                         self.descriptions[idx] if self.descriptions is not None else None,
-                        sentences, sentence_labels)
+                        sentences, sentence_labels, self.dataset)
 
     def to(self, device: torch.device | str) -> "ClassSet":
         """The same classes with every feature tensor on `device` (where the method scoring them lives)."""
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return ClassSet(self.names, self.template, move(self.hand_features),
                         {k: move(v) for k, v in self.ensembles.items()}, move(self.descriptions),
-                        move(self.sentences), move(self.sentence_labels))
+                        move(self.sentences), move(self.sentence_labels), self.dataset)
 
     def tensors(self) -> dict[str, torch.Tensor]:
         out = {"hand": self.hand_features, **{f"ensemble.{k}": v for k, v in self.ensembles.items()}}
@@ -84,12 +85,13 @@ class ClassSet:
         return out
 
     @classmethod
-    def from_tensors(cls, names: list[str], template: str, tensors: dict[str, torch.Tensor]) -> "ClassSet":
+    def from_tensors(cls, names: list[str], template: str, tensors: dict[str, torch.Tensor],
+                     dataset: str | None = None) -> "ClassSet":
         ens = {k.removeprefix("ensemble."): v.float() for k, v in tensors.items() if k.startswith("ensemble.")}
         desc = tensors["descriptions"].float() if "descriptions" in tensors else None
         sentences = tensors["sentences"].float() if "sentences" in tensors else None
         return cls(list(names), template, tensors["hand"].float(), ens, desc, sentences,
-                   tensors.get("sentence_labels"))
+                   tensors.get("sentence_labels"), dataset)
 
 
 def description_features(text: TextEncoder, sentences: list[list[str]]

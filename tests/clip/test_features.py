@@ -56,8 +56,8 @@ def _write_split(out, split: str, n: int, maxcount: int, size: int = 32) -> list
 def test_extraction_with_workers_is_byte_identical_and_in_manifest_order(loaded_clip, tmp_path):
     from promptlab.clip.extract import extract_split
 
-    # 11 train samples over 3 shards, 2 views, batch 6 -> 3 samples a batch: 4 batches, the last one short;
-    # 7 test samples, batch 3 (1 view). 2 and 3 workers: batches are dealt round-robin and uneven.
+    # 11 train samples over shards of 4, 4, 3; 2 views, batch 6 -> 3 samples a batch, cut per shard: 3+1, 3+1, 3;
+    # 7 test samples over shards of 5, 2, batch 3 (1 view). 2 and 3 workers: batches dealt round-robin, uneven.
     expected = {"train": _write_split(tmp_path, "train", 11, maxcount=4),
                 "test": _write_split(tmp_path, "test", 7, maxcount=5)}
     for split, views, batch in (("train", 2, 6), ("test", 1, 3)):
@@ -91,5 +91,6 @@ def test_autocast_precision_stays_close_to_fp32_and_logs_progress(loaded_clip, t
     assert cos.min() > 0.99
     assert torch.allclose(low["patches"].float(), ref["patches"].float(), atol=0.05 * ref["patches"].abs().max())
     counts = [int(line.split(": ")[1].split("/")[0]) for line in lines]
-    assert counts == [3, 6, 9, 10] and all(line.startswith(f"{tmp_path.name}/test: ") for line in lines)
+    assert counts == [3, 4, 7, 8, 10]  # batches of 3 cut per shard: shards of 4, 4, 2
+    assert all(line.startswith(f"{tmp_path.name}/test: ") for line in lines)
     assert lines[-1].startswith(f"{tmp_path.name}/test: 10/10 images, ") and lines[-1].endswith(" images/s")

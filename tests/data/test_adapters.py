@@ -266,5 +266,6 @@ def test_test_only_variant_shards_every_image(tmp_path, fake):
 
 def test_shard_refuses_a_class_count_other_than_coops(tmp_path, fake):
     fake.imagenet_a(tmp_path)  # 2 of CoOp's 200 folders
-    with pytest.raises(UserError, match=r"^imagenet_a: 2 classes under .*, CoOp's data has 200 \(get it: see CoOp"):
+    with pytest.raises(UserError, match=r"^imagenet_a: 2 classes under .*, CoOp's data has 200 \('imagenet_a' means "
+                                        r"CoOp's full dataset; .* data.custom_datasets, .*\); get it: see CoOp"):
         write_shards(DATASETS["imagenet_a"], tmp_path, tmp_path, shots=1, seeds=[1], maxcount=10, log=print)

@@ -232,3 +232,25 @@ def test_shard_stage_with_skip_reports_the_skip_and_prints_one_line(tmp_path, fa
     assert sample_key(read_split(SPEC_SYN, tmp_path / "raw")["test"][3]) not in set(manifest["key"])
     assert Counter(manifest["split"].to_list()) == {"train": 3, "val": 3, "test": 5}
 
+
+
+def test_skip_reasons_are_stable_text_and_two_stage_runs_are_byte_identical(tmp_path, fake):
+    """A non-image file under `skip`: PIL's message names the in-memory buffer (`<_io.BytesIO object at 0x…>`);
+    the recorded reason must not, so two runs (two processes, two addresses) write identical shards and report."""
+    fake.split_json(tmp_path / "raw", "synthetic", "images", "split_zhou_Synthetic.json", CLASSES, per_split=(2, 1, 2))
+    (tmp_path / "raw" / "synthetic" / "images" / "fox" / "test_0.jpg").write_bytes(b"plain text, not a JPEG\n")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(
+        {"data": {"root": "raw", "shots": 1, "seeds": [1], "bad_images": "skip"}}))
+    for run in ("a", "b"):
+        proc = subprocess.run([sys.executable, str(REPO / "stages" / "shard.py"), "--dataset", "synthetic",
+                               "--out", f"shards_{run}", "--report", f"report_{run}.json"], cwd=tmp_path,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+    [item] = read_skipped(tmp_path / "shards_a").to_dicts()
+    assert (item["path"], item["reason"]) == ("fox/test_0.jpg", "unreadable (UnidentifiedImageError: cannot identify "
+                                                                "image file)")
+    names = sorted(p.name for p in (tmp_path / "shards_a").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "shards_b").iterdir()) and "skipped.csv" in names
+    for name in names:
+        assert (tmp_path / "shards_a" / name).read_bytes() == (tmp_path / "shards_b" / name).read_bytes(), name
+    assert (tmp_path / "report_a.json").read_bytes() == (tmp_path / "report_b.json").read_bytes()

@@ -56,7 +56,8 @@ def test_missing_split_list_is_named(root):
 def test_wrong_class_count_is_an_error(root):
     r = check_dataset(DATASETS["imagenet_a"], root)
     assert r["status"] == "incomplete" and r["classes"] == 2
-    assert r["errors"] == ["2 classes, CoOp's data has 200"]
+    assert r["errors"] == ["2 classes, CoOp's data has 200 ('imagenet_a' means CoOp's full dataset; a class subset "
+                           "or your own data: give it its own id in data.custom_datasets, README \"Your own dataset\")"]
 
 
 def test_missing_images_are_counted_with_the_first_few(root):

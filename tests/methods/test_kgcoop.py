@@ -95,3 +95,49 @@ def test_one_training_step_is_sgd_on_ce_plus_lambda_times_the_gap(frozen_clip, c
     assert history[0]["loss"] == pytest.approx(loss.item(), rel=1e-5)
     assert torch.allclose(method.ctx.detach(), expected, atol=1e-6)
     assert not torch.allclose(expected, ctx0, atol=1e-6)  # the step moved the context
+
+
+def test_the_teacher_table_is_coops_but_for_dtd():
+    """templates.yaml copies the official KgCoOp table: every id is ours, and it differs from the datasets'
+    own (CoOp's) templates on DTD alone, with the official DTD prompt."""
+    from promptlab.data.registry import BUILTIN
+    from promptlab.methods.kgcoop.method import TEACHER_TEMPLATES
+
+    assert set(TEACHER_TEMPLATES) <= set(BUILTIN) and len(TEACHER_TEMPLATES) == 15
+    assert {k for k, t in TEACHER_TEMPLATES.items() if t != BUILTIN[k].template} == {"dtd"}
+    assert (TEACHER_TEMPLATES["dtd"], BUILTIN["dtd"].template) == ("a photo of a {}, a type of texture.", "{} texture.")
+
+
+def test_on_dtd_the_knowledge_term_uses_kgcoops_own_template(frozen_clip, class_set):
+    import dataclasses
+
+    dtd = dataclasses.replace(class_set, template="{} texture.", dataset="dtd")
+    method = KgCoOp(KgCoOp.Config(), frozen_clip, dtd)
+    batch = _batch(dtd)
+    with torch.no_grad():
+        official = frozen_clip.text.encode_texts([f"a photo of a {n}, a type of texture." for n in dtd.names])
+        w = method.text_features(dtd)
+        ce = F.cross_entropy(frozen_clip.logit_scale * batch.features @ w.t(), batch.labels)
+        kg = 1 - F.cosine_similarity(w, official, dim=-1).mean()
+        loss, _ = method.loss(batch, dtd)
+    torch.testing.assert_close(loss, ce + 8.0 * kg, rtol=1e-5, atol=1e-6)
+    assert abs(float(kg) - float(1 - F.cosine_similarity(w, dtd.hand_features, dim=-1).mean())) > 1e-4
+    # the subset of base classes keeps its dataset; a dataset the table does not list keeps its own template
+    assert dtd.subset([0, 1]).dataset == "dtd"
+    assert method.teacher_features(dataclasses.replace(dtd, dataset="synthetic")) is dtd.hand_features
+    assert method.teacher_features(dataclasses.replace(class_set, dataset="caltech101")) is class_set.hand_features
+
+
+def test_the_logit_scale_is_exp_unclamped_like_the_official_code(loaded_clip):
+    """OpenAI's checkpoints store ln τ = 4.6052: the official code's logit_scale.exp() is 100.003, not 100."""
+    import copy
+
+    from promptlab.clip.model import LoadedCLIP
+    from promptlab.methods.base import FrozenCLIP
+
+    model = copy.deepcopy(loaded_clip.model)
+    with torch.no_grad():
+        model.logit_scale.fill_(4.6052)
+    clip = FrozenCLIP(LoadedCLIP(model, loaded_clip.preprocess, loaded_clip.tokenizer, loaded_clip.name))
+    assert clip.logit_scale == float(torch.tensor(4.6052).exp()) and clip.logit_scale > 100.002
+    assert FrozenCLIP(loaded_clip).logit_scale == float(loaded_clip.model.logit_scale.exp())

@@ -8,21 +8,56 @@ import torch
 import torch.nn.functional as F
 
 from promptlab.config import validate_params
-from promptlab.evaluate import count_correct
+from promptlab.evaluate import count_correct, score_batches
+from promptlab.methods.base import Batch
 from promptlab.methods import method_class, methods
 
 REGISTRY = {name: method_class(name) for name in methods()}
 from promptlab.train import train
 
 
+class PixelSource:
+    """Separable pixels for `inputs = "pixels"` methods: each class a fixed random image, plus noise."""
+
+    def __init__(self, n_classes: int, n_per_class: int, batch_size: int = 16, size: int = 32):
+        gen = torch.Generator().manual_seed(0)
+        centres = torch.randn(n_classes, 3, size, size, generator=gen)
+        self.labels = torch.arange(n_classes).repeat_interleave(n_per_class)
+        self.images = centres[self.labels] + 0.3 * torch.randn(len(self.labels), 3, size, size, generator=gen)
+        self.batch_size = batch_size
+
+    def epoch(self, epoch: int):
+        order = torch.randperm(len(self.labels), generator=torch.Generator().manual_seed(epoch))
+        for i in range(0, len(order), self.batch_size):
+            idx = order[i:i + self.batch_size]
+            yield Batch(None, self.labels[idx], images=self.images[idx])
+
+
+# PromptSRC's regularisers pull it to the zero-shot model, which is at chance with the tests' random CLIP
+# (measured: 16.7% with the paper's weights, 50% without); its terms are checked in test_promptsrc.py.
+TOY_OVERRIDES = {"promptsrc": {"text_loss_weight": 0.0, "image_loss_weight": 0.0, "kl_weight": 0.0}}
+
+
+def _toy_config(name, cfg):
+    """Deep-prompt methods' paper depths (9, 12) exceed the test model's 4 blocks per tower."""
+    depths = {k: min(v, 2) for k, v in cfg.model_dump().items() if k.startswith("depth")}
+    return cfg.model_copy(update={**depths, **TOY_OVERRIDES.get(name, {})})
+
+
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_method_trains_and_scores(name, frozen_clip, class_set, separable_data):
     params = validate_params({})
-    cfg = getattr(params, name)
+    cfg = _toy_config(name, getattr(params, name))
     cls = REGISTRY[name]
+    pixels = cls.inputs == "pixels"
+    if cls.trainable and not cls.own_solver:  # the method sees the config it trains with (PromptSRC's GPA)
+        # pixels: prompts must pull a random image tower's near-identical features (cos ~0.95) apart
+        lr, batch_size = (0.05, 8) if pixels else (0.01, 16)
+        cfg = cfg.model_copy(update={"epochs": 4, "batch_size": batch_size, "warmup_epochs": 0, "lr": lr})
     torch.manual_seed(0)
     method = cls(cfg, frozen_clip, class_set)
     data = separable_data(class_set, n_per_class=8)
+    source = PixelSource(len(class_set), 8, batch_size=8) if pixels else None
     clip_before = {k: v.clone() for k, v in frozen_clip.loaded.model.state_dict().items()}
     if cls.trainable:
         if cls.own_solver:  # full-batch solver that picks its hyperparameters on the val shots
@@ -30,18 +65,21 @@ def test_method_trains_and_scores(name, frozen_clip, class_set, separable_data):
                             val=separable_data(class_set, n_per_class=2, views=1))
             assert history and all({"epoch", "lr", "loss", "acc"} <= set(r) for r in history)
         else:
-            cfg = cfg.model_copy(update={"epochs": 4, "batch_size": 16, "warmup_epochs": 0, "lr": 0.01})
-            history = train(method, data, class_set, cfg, seed=1)
+            history = train(method, data, class_set, cfg, seed=1, source=source)
             assert history[-1]["loss"] < history[0]["loss"]
-        assert set(method.learned_state()) == {n for n, p in method.named_parameters() if p.requires_grad}
-    result = count_correct(method, data.features[:, 0], data.labels, class_set, batch_size=5)
+        buffers = {n for n, _ in method.named_buffers()}  # e.g. PromptSRC's GPA running sum
+        assert set(method.learned_state()) == {n for n, p in method.named_parameters() if p.requires_grad} | buffers
+    if pixels:
+        labels, inputs = source.labels, Batch(None, source.labels, images=source.images)
+        result = score_batches(method, source.epoch(0), class_set)
+    else:
+        labels, inputs = data.labels, Batch(F.normalize(data.features[:, 0], dim=-1), data.labels)
+        result = count_correct(method, data.features[:, 0], data.labels, class_set, batch_size=5)
     with torch.no_grad():  # the same count from one direct call on all test rows (independent of batching)
-        from promptlab.methods.base import Batch
-
-        logits = method.logits(Batch(F.normalize(data.features[:, 0], dim=-1), data.labels), class_set)
-    assert logits.shape == (len(data.labels), len(class_set)) and torch.isfinite(logits).all()
-    assert result == {"correct": int((logits.argmax(-1) == data.labels).sum()), "total": len(data.labels),
-                      "acc": pytest.approx(100.0 * float((logits.argmax(-1) == data.labels).float().mean()))}
+        logits = method.logits(inputs, class_set)
+    assert logits.shape == (len(labels), len(class_set)) and torch.isfinite(logits).all()
+    assert result == {"correct": int((logits.argmax(-1) == labels).sum()), "total": len(labels),
+                      "acc": pytest.approx(100.0 * float((logits.argmax(-1) == labels).float().mean()))}
     assert result["acc"] > 100.0 / len(class_set)  # trained (or zero-shot) on a separable problem: above chance
     for k, v in frozen_clip.loaded.model.state_dict().items():
         assert torch.equal(v, clip_before[k]), f"CLIP tensor {k} changed"

@@ -1,0 +1,85 @@
+"""The promptlab modules a Python file imports, transitively: what a stage's code deps must cover (dvc.yaml,
+docs/pipeline.md "Code dependencies"). Static: every `import` / `from ... import` statement anywhere in a file
+(function-local ones included), following promptlab.* only. A package's __init__.py counts when it holds code
+(importing a submodule runs it). Imports made by name at run time (the method registry loading
+promptlab.methods.<name>) are not seen: the stage that loads a method depends on its folder itself."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from pathlib import Path
+
+PACKAGE = "promptlab"
+ROOT = Path(__file__).resolve().parents[1]  # the folder holding promptlab/
+
+
+def module_file(module: str, root: Path = ROOT) -> Path | None:
+    """promptlab.a.b -> root/promptlab/a/b.py or root/promptlab/a/b/__init__.py; None if neither exists."""
+    base = root.joinpath(*module.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _module_name(path: Path, root: Path) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _absolute(node: ast.ImportFrom, importer: str, is_package: bool) -> str:
+    """The module an ImportFrom names (relative imports resolved against the importing module)."""
+    if not node.level:
+        return node.module or ""
+    base = importer.split(".")
+    base = base[: len(base) - node.level + (1 if is_package else 0)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def imported_modules(path: Path, root: Path = ROOT) -> set[str]:
+    """promptlab modules imported by one file: `import a.b`, `from a import b` (b a submodule, or a name of
+    a), relative imports; in any scope."""
+    importer, is_package = _module_name(path, root), path.name == "__init__.py"
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            module = _absolute(node, importer, is_package)
+            found.add(module)
+            found |= {f"{module}.{alias.name}" for alias in node.names}  # kept only if it is a module
+    return {m for m in found if (m == PACKAGE or m.startswith(PACKAGE + ".")) and module_file(m, root)}
+
+
+def _with_packages(module: str) -> list[str]:
+    """a.b.c -> [a, a.b, a.b.c]: importing a module runs each enclosing package's __init__ first."""
+    parts = module.split(".")
+    return [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def closure(files: list[Path], root: Path = ROOT) -> set[Path]:
+    """Every promptlab file that importing/running `files` loads (the files themselves included, and each
+    package __init__.py on the way that is not empty)."""
+    seen: set[Path] = set()
+    todo = [Path(f).resolve() for f in files]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for module in imported_modules(path, root):
+            for name in _with_packages(module):
+                file = module_file(name, root)
+                if file is not None and file not in seen and (file.name != "__init__.py" or file.read_bytes().strip()):
+                    todo.append(file)
+    return seen
+
+
+def outside_imports(folder: Path, root: Path = ROOT) -> dict[str, str]:
+    """{path relative to root: sha256} of every promptlab file the .py files of `folder` load from outside it:
+    for a method folder, the base and the other methods it builds on."""
+    folder = folder.resolve()
+    files = closure(sorted(folder.rglob("*.py")), root)
+    return {str(f.relative_to(root)): hashlib.sha256(f.read_bytes()).hexdigest()
+            for f in sorted(files) if not f.is_relative_to(folder)}

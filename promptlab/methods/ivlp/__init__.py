@@ -1,0 +1,1 @@
+"""IVLP: independent deep vision-language prompts in both towers."""

@@ -1,0 +1,1 @@
+"""MaPLe: multi-modal prompt learning, vision prompts projected from the text prompts."""

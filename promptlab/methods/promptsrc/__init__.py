@@ -1,0 +1,1 @@
+"""PromptSRC: IVLP prompts self-regulated towards the frozen CLIP, with Gaussian prompt aggregation."""

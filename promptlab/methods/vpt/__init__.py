@@ -1,0 +1,1 @@
+"""VPT: deep visual prompt tuning (vision tower only), an ablation of IVLP."""
