@@ -25,11 +25,12 @@ __all__ = ["TrainData", "FeatureSource", "train", "lr_at", "epoch_batches", "mak
 
 
 def lr_at(cfg: TrainConfig, epoch: int) -> float:
-    """Dassl's ConstantWarmupScheduler around CosineAnnealingLR(T_max=epochs): epochs < warmup use warmup_lr;
-    afterwards the cosine schedule at the same epoch index."""
+    """Dassl's ConstantWarmupScheduler around CosineAnnealingLR(T_max=epochs): epochs < W = warmup_epochs use
+    warmup_lr; the cosine starts after the warm-up (Dassl steps its successor only once the warm-up is over), so
+    epoch W gets the full lr and epoch e >= W gets lr·(1 + cos(π(e − W)/epochs))/2 (never 0 when W > 0)."""
     if epoch < cfg.warmup_epochs:
         return cfg.warmup_lr
-    return 0.5 * cfg.lr * (1 + math.cos(math.pi * epoch / cfg.epochs))
+    return 0.5 * cfg.lr * (1 + math.cos(math.pi * (epoch - cfg.warmup_epochs) / cfg.epochs))
 
 
 def epoch_batches(n: int, n_views: int, batch_size: int, seed: int, epoch: int):

@@ -11,9 +11,13 @@ from promptlab.train import TrainData, epoch_batches, lr_at, train
 def test_lr_schedule_is_constant_warmup_then_cosine():
     cfg = TrainConfig(epochs=10, lr=0.002, warmup_epochs=1, warmup_lr=1e-5)
     assert lr_at(cfg, 0) == 1e-5
-    assert math.isclose(lr_at(cfg, 1), 0.5 * 0.002 * (1 + math.cos(math.pi / 10)))
-    assert math.isclose(lr_at(cfg, 5), 0.001)
-    assert lr_at(cfg, 9) < lr_at(cfg, 8)
+    # Dassl's schedule, stepped by hand: the cosine's own epoch counter starts after the warm-up epoch
+    assert lr_at(cfg, 1) == 0.002  # the first epoch after warm-up gets the full lr
+    assert math.isclose(lr_at(cfg, 2), 0.5 * 0.002 * (1 + math.cos(math.pi / 10)))
+    assert math.isclose(lr_at(cfg, 6), 0.001)
+    assert lr_at(cfg, 9) < lr_at(cfg, 8) and lr_at(cfg, 9) > 0
+    no_warmup = TrainConfig(epochs=10, lr=0.002, warmup_epochs=0)
+    assert lr_at(no_warmup, 0) == 0.002 and math.isclose(lr_at(no_warmup, 5), 0.001)
 
 
 def test_epoch_batches_cover_each_image_once_and_drop_the_ragged_tail():
