@@ -150,4 +150,5 @@ def test_two_queued_experiments_run_in_parallel_from_the_cache(paper_repo):
     rows = {n: exps[n]["base2new"]["eurosat"] for n in ("c-small", "c-large")}
     assert all(0 <= row["linear_probe"]["base"] <= 100 for row in rows.values())
     baseline = json.loads((paper_repo / "metrics/summary.json").read_text())["base2new"]["eurosat"]
-    assert rows["c-small"]["zeroshot"] == rows["c-large"]["zeroshot"] == baseline["zeroshot"]
+    scalars = lambda row: {k: row[k] for k in ("base", "new", "hm")}  # noqa: E731 (exp show drops counts/seeds)
+    assert scalars(rows["c-small"]["zeroshot"]) == scalars(rows["c-large"]["zeroshot"]) == scalars(baseline["zeroshot"])
