@@ -30,7 +30,7 @@ from promptlab.clip.model import LoadedCLIP, build_untrained
 from promptlab.clip.pretrain import pretrain, save_checkpoint
 from promptlab.config import load_params
 from promptlab.data import synthetic
-from promptlab.methods import REGISTRY
+from promptlab.methods import method_class
 from promptlab.methods.base import Batch, FrozenCLIP, TrainData
 from promptlab.prompts.bank import ClassSet
 from promptlab.train import train
@@ -45,8 +45,10 @@ def apply_overrides(p, overrides: list[str]):
     return type(p).model_validate(data)
 
 
-def render_split(classes, split_index: int, per_class: int, seed: int, size: int) -> tuple[list, torch.Tensor]:
-    images = [synthetic.render(c, "photo", np.random.default_rng([seed, 0, split_index, c.label, i]), size)
+def render_split(classes, split_index: int, per_class: int, seed: int, size: int,
+                 shades: bool) -> tuple[list, torch.Tensor]:
+    images = [synthetic.render(c, "photo", np.random.default_rng([seed, 0, split_index, c.label, i]), size,
+                               synthetic.labelled_shade(c, shades))
               for c in classes for i in range(per_class)]
     return images, torch.arange(len(classes)).repeat_interleave(per_class)
 
@@ -79,7 +81,7 @@ def fit(name: str, p, clip, classes, tr: TrainData, val: TrainData, seed: int, *
     cfg = getattr(p, name)
     cfg = cfg.model_validate({**cfg.model_dump(), **over})
     torch.manual_seed(seed)
-    method = REGISTRY[name](cfg, clip, classes)
+    method = method_class(name)(cfg, clip, classes)
     if method.trainable:
         train(method, tr, classes, cfg, seed=seed, val=val)
     return method.eval()
@@ -119,7 +121,7 @@ def main() -> None:
         model.load_state_dict(load_file(args.ckpt))
         model.eval()
     else:
-        model = pretrain(p.pretrain.model, p.pretrain, size, log=lambda s: None)
+        model = pretrain(p.pretrain.model, p.pretrain, size, log=lambda s: None, shades=p.world.class_shades)
         if args.ckpt:
             save_checkpoint(model, Path(args.ckpt))
     t_pre, c_pre = time.perf_counter() - t0, time.process_time() - c0
@@ -131,9 +133,10 @@ def main() -> None:
     names = [c.name for c in classes]
     n = len(classes)
     seed_w = p.world.seed + 1000 * args.seed
-    tr_im, tr_y = render_split(classes, 0, 16, seed_w, size)
-    va_im, va_y = render_split(classes, 1, 4, seed_w, size)
-    te_im, te_y = render_split(classes, 2, 24, p.world.seed, size)
+    shades = p.world.class_shades
+    tr_im, tr_y = render_split(classes, 0, 16, seed_w, size, shades)
+    va_im, va_y = render_split(classes, 1, 4, seed_w, size, shades)
+    te_im, te_y = render_split(classes, 2, 24, p.world.seed, size, shades)
     tr_x = features(loaded, tr_im, p.features.train_views, p.features.crop_scale_min)
     va_x = features(loaded, va_im, 0, 1.0)
     te_x = features(loaded, te_im, 0, 1.0)

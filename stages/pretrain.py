@@ -19,9 +19,10 @@ def main() -> None:
     args = ap.parse_args()
     p = load_params()
     check_model_early(p)
-    model = pretrain(p.pretrain.model, p.pretrain, p.world.image_size)
+    shades = p.world.class_shades
+    model = pretrain(p.pretrain.model, p.pretrain, p.world.image_size, shades=shades)
     report = zero_shot_report(model, p.pretrain.model, p.pretrain.seed, p.pretrain.eval_per_class,
-                              p.world.image_size, ["photo", *p.world.shifted_domains])
+                              p.world.image_size, ["photo", *p.world.shifted_domains], shades=shades)
     with atomic_dir(args.out) as tmp:
         save_checkpoint(model, Path(tmp) / "open_clip_model.safetensors")
     write_json(args.metrics, {"zero_shot": report, "environment": environment("cpu")})  # pretraining runs on CPU

@@ -20,7 +20,7 @@ def main() -> None:
     with atomic_dir(args.out) as tmp:
         summary = write_world(tmp, seed=w.seed, image_size=w.image_size, train_per_class=w.train_per_class,
                               val_per_class=w.val_per_class, test_per_class=w.test_per_class,
-                              shifted_domains=w.shifted_domains)
+                              shifted_domains=w.shifted_domains, class_shades=w.class_shades)
         write_json(tmp / "world.json", summary)
     print(f"world: {summary}")
 

@@ -1,7 +1,7 @@
 """Contrastive pretraining of the project's tiny CLIP on captioned synthetic images (docs/architecture.md).
 
-Standard CLIP objective: symmetric cross-entropy over the batch's image-caption similarity matrix, learned
-temperature (clamped at 100 like CLIP). AdamW with linear warm-up then cosine decay. Captions are encoded
+Standard CLIP objective (open_clip's ClipLoss: symmetric cross-entropy over the batch's image-caption similarity
+matrix), learned temperature (clamped at 100 like CLIP). AdamW with linear warm-up then cosine decay. Captions are encoded
 through the same truncated text path the prompt methods use. The result is saved as an ordinary open_clip
 checkpoint (safetensors state dict), loadable with `model.pretrained: <path>`."""
 
@@ -14,6 +14,7 @@ import numpy as np
 import open_clip
 import torch
 import torch.nn.functional as F
+from open_clip.loss import ClipLoss
 from safetensors.torch import save_file
 
 from promptlab.clip.model import build_untrained
@@ -52,23 +53,23 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def pretrain(model_name: str, cfg, image_size: int, log=print) -> torch.nn.Module:
-    """cfg: PretrainParams. Returns the trained model in eval mode."""
+def pretrain(model_name: str, cfg, image_size: int, log=print, shades: bool = True) -> torch.nn.Module:
+    """cfg: PretrainParams. `shades` (world.class_shades): colours vary over the labelled datasets' shade range.
+    Returns the trained model in eval mode."""
     torch.manual_seed(cfg.seed)
     model = build_untrained(model_name, cfg.seed).train()
     pp = open_clip.get_model_preprocess_cfg(model)
     text = TextEncoder(model, open_clip.get_tokenizer(model_name))
+    clip_loss = ClipLoss()
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
     for step in range(cfg.steps):
         for group in opt.param_groups:
             group["lr"] = _lr(step, cfg)
         images, captions = synthetic.captioned_batch(cfg.seed * 1_000_003 + step, cfg.batch_size, image_size,
-                                                     cfg.domain_weights, _batch_colours(cfg, step))
+                                                     cfg.domain_weights, _batch_colours(cfg, step), shades)
         img = F.normalize(model.encode_image(to_model_input(images, pp["mean"], pp["std"])), dim=-1)
         txt = F.normalize(text.encode_ids(text.tokenize(captions)), dim=-1)
-        logits = model.logit_scale.exp() * img @ txt.t()  # [B, B]
-        target = torch.arange(len(captions))
-        loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
+        loss = clip_loss(img, txt, model.logit_scale.exp())  # img, txt: [B, D] unit rows
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -81,9 +82,10 @@ def pretrain(model_name: str, cfg, image_size: int, log=print) -> torch.nn.Modul
 
 @torch.no_grad()
 def zero_shot_report(model: torch.nn.Module, model_name: str, seed: int, per_class: int, image_size: int,
-                     domains: list[str]) -> dict:
+                     domains: list[str], shades: bool = True) -> dict:
     """Zero-shot accuracy (%) with "a photo of a {}." on freshly rendered images (a stream disjoint from the
-    dataset and the pretraining batches): all 48 classes, and base / new halves each scored on its own half."""
+    dataset and the pretraining batches), drawn like the labelled datasets (class shades when `shades`): all 48
+    classes, and base / new halves each scored on its own half."""
     pp = open_clip.get_model_preprocess_cfg(model)
     classes = synthetic.world_classes()
     text = TextEncoder(model, open_clip.get_tokenizer(model_name))
@@ -93,7 +95,8 @@ def zero_shot_report(model: torch.nn.Module, model_name: str, seed: int, per_cla
     report = {}
     for d_index, domain in enumerate(domains):
         rngs = [np.random.default_rng([seed, 7777, d_index, c.label, i]) for c in classes for i in range(per_class)]
-        images = np.stack([np.asarray(synthetic.render(c, domain, rngs[k * per_class + i], image_size))
+        images = np.stack([np.asarray(synthetic.render(c, domain, rngs[k * per_class + i], image_size,
+                                                           synthetic.labelled_shade(c, shades)))
                            for k, c in enumerate(classes) for i in range(per_class)])
         labels = torch.arange(len(classes)).repeat_interleave(per_class)
         feats = F.normalize(model.encode_image(to_model_input(images, pp["mean"], pp["std"])), dim=-1)

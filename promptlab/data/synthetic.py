@@ -86,6 +86,7 @@ def world_classes() -> list[SyntheticClass]:
 # Rendering
 # ---------------------------------------------------------------------------------------------------------------
 
+SHAPE_RADIUS = (0.25, 0.42)  # circumradius as a fraction of the image side (0.2-0.4: zero-shot 12 points lower)
 SUPERSAMPLE = 4  # shapes are drawn at 4x and box-reduced: exact area coverage, i.e. clean anti-aliased edges
 HUE_JITTER = 0.012  # ±4.3°, well inside half the smallest gap between palette hues
 
@@ -123,12 +124,50 @@ _OUTLINES: dict[str, np.ndarray] = {
 }
 
 
-def render(cls: SyntheticClass, domain: str, rng: np.random.Generator, size: int = 32) -> Image.Image:
-    """One RGB image of `cls` in `domain`, size x size; all randomness comes from `rng`."""
-    return Image.fromarray(_render_array(cls, domain, rng, size), mode="RGB")
+# Fine-grained shades of the labelled datasets. Within each colour the six shapes' classes are drawn in six
+# distinct shades: a hue offset (well inside half the gap to the next palette hue, so the colour word stays
+# right) times a brightness level. Pretraining captions never name a shade and pretraining images use the plain
+# palette colour, so zero-shot prompts ("a photo of a red circle.") cannot use the shade, while image features
+# resolve it: like a fine-grained dataset whose class names the web rarely distinguishes, the labelled data
+# carry class information the text side does not know and that few-shot training can pick up.
+SHADE_HUE_OFFSETS: tuple[float, ...] = (-0.02, 0.0, 0.02)  # fractions of the hue circle: -7.2°, 0°, +7.2°
+SHADE_VALUES: tuple[float, ...] = (0.6, 1.0)  # brightness multipliers, each then jittered x U(0.85, 1)
 
 
-def _render_array(cls: SyntheticClass, domain: str, rng: np.random.Generator, size: int) -> np.ndarray:
+@dataclass(frozen=True)
+class Shade:
+    hue_offset: float
+    value: float
+
+
+_SHADES = tuple(Shade(h, v) for v in SHADE_VALUES for h in SHADE_HUE_OFFSETS)
+
+
+@cache
+def class_shade(colour: str, shape: str) -> Shade:
+    """The shade every labelled image of (colour, shape) is drawn in. A fixed permutation per colour (keyed by
+    the colour, not the world seed) maps the six shapes to the six shades, so a shade says nothing about the
+    shape across colours: what a prompt learns about the shades of base classes does not carry to new ones."""
+    shades = _SHADES
+    order = np.random.default_rng([20260, COLOURS.index(colour)]).permutation(len(shades))
+    return shades[int(order[SHAPES.index(shape) % len(shades)])]
+
+
+def labelled_shade(cls: SyntheticClass, class_shades: bool = True) -> Shade | None:
+    """The shade a labelled image of `cls` is drawn in: its class shade, or None (the plain palette colour,
+    `world.class_shades: false`: the world before shades, where few-shot training had nothing to add)."""
+    return class_shade(cls.colour, cls.shape) if class_shades else None
+
+
+def render(cls: SyntheticClass, domain: str, rng: np.random.Generator, size: int = 32,
+           shade: Shade | None = None) -> Image.Image:
+    """One RGB image of `cls` in `domain`, size x size; all randomness comes from `rng`. `shade`: the labelled
+    datasets' class shade (None: the plain palette colour)."""
+    return Image.fromarray(_render_array(cls, domain, rng, size, shade), mode="RGB")
+
+
+def _render_array(cls: SyntheticClass, domain: str, rng: np.random.Generator, size: int,
+                  shade: Shade | None = None) -> np.ndarray:
     """`render` as a uint8 [size, size, 3] array (the pretraining stream stacks these without a PIL round trip).
 
     The noise domain draws exactly what photo draws first, so one seed gives the same scene clean and corrupted."""
@@ -140,7 +179,7 @@ def _render_array(cls: SyntheticClass, domain: str, rng: np.random.Generator, si
     else:
         background = _textured_background(rng, size)
         alpha = _shape_mask(cls.shape, rng, size, stroke=None)
-    colour = _jittered_colour(cls.colour, rng)
+    colour = _jittered_colour(cls.colour, rng, shade)
     image = background * (1 - alpha[..., None]) + colour * alpha[..., None]
     image = image + rng.normal(0.0, 0.02, image.shape)  # mild sensor/paper grain over shape and background
     if domain == "noise":
@@ -175,7 +214,7 @@ def _shape_mask(shape: str, rng: np.random.Generator, size: int, stroke: int | N
 
     The diameter is 40-80% of the image; the centre is drawn so the whole circumcircle stays inside."""
     canvas = size * SUPERSAMPLE
-    radius = rng.uniform(0.2, 0.4) * canvas
+    radius = rng.uniform(*SHAPE_RADIUS) * canvas
     margin = radius + (stroke or 0) / 2
     centre = rng.uniform(margin, canvas - margin, 2)
     angle = rng.uniform(0, 2 * math.pi)
@@ -191,12 +230,17 @@ def _shape_mask(shape: str, rng: np.random.Generator, size: int, stroke: int | N
     return np.asarray(mask.reduce(SUPERSAMPLE), dtype=np.float32) / 255.0
 
 
-def _jittered_colour(colour: str, rng: np.random.Generator) -> np.ndarray:
-    """The class colour with a small hue shift and some loss of saturation and brightness, as RGB in [0, 1]."""
+def _jittered_colour(colour: str, rng: np.random.Generator, shade: Shade | None = None) -> np.ndarray:
+    """The class colour (moved to `shade` if given) with a small hue shift and some loss of saturation and
+    brightness, as RGB in [0, 1]."""
     h, s, v = colorsys.rgb_to_hsv(*(c / 255 for c in COLOUR_RGB[colour]))
-    h = (h + rng.uniform(-HUE_JITTER, HUE_JITTER)) % 1.0
+    if shade is None:
+        h, v = h + rng.uniform(-HUE_JITTER, HUE_JITTER), v * rng.uniform(0.8, 1.0)
+    else:
+        h = h + shade.hue_offset + rng.uniform(-HUE_JITTER, HUE_JITTER)
+        v = v * shade.value * rng.uniform(0.85, 1.0)
+    h = h % 1.0
     s = s * rng.uniform(0.85, 1.0)
-    v = v * rng.uniform(0.8, 1.0)
     return np.array(colorsys.hsv_to_rgb(h, s, v))
 
 
@@ -334,6 +378,7 @@ def write_world(
     val_per_class: int,
     test_per_class: int,
     shifted_domains: Sequence[str],
+    class_shades: bool = True,
 ) -> dict:
     """Write the photo dataset, one test-only dataset per shifted domain and the test-only shapes dataset (the
     cross-dataset target) under `root` (CoOp layout).
@@ -345,18 +390,21 @@ def write_world(
         raise ValueError(f"unknown shifted domain(s) {unknown} (known: {', '.join(SHIFTED_DOMAINS)})")
     root = Path(root)
     counts = {"train": train_per_class, "val": val_per_class, "test": test_per_class}
-    summary = {"synthetic": _write_dataset(root / "synthetic", "Synthetic", "photo", counts, seed, image_size)}
+    summary = {"synthetic": _write_dataset(root / "synthetic", "Synthetic", "photo", counts, seed, image_size,
+                                           class_shades)}
     test_only = {"train": 0, "val": 0, "test": test_per_class}
     for domain in dict.fromkeys(shifted_domains):  # de-duplicated, order kept
         folder, split_name = root / f"synthetic-{domain}", f"Synthetic{domain.capitalize()}"
-        summary[f"synthetic_{domain}"] = _write_dataset(folder, split_name, domain, test_only, seed, image_size)
+        summary[f"synthetic_{domain}"] = _write_dataset(folder, split_name, domain, test_only, seed, image_size,
+                                                        class_shades)
     per_colour = max(1, test_per_class // 4)  # 8 colours: 2 x test_per_class images per shape
-    summary["synthetic_shapes"] = _write_shapes(root / "synthetic-shapes", per_colour, seed, image_size)
+    summary["synthetic_shapes"] = _write_shapes(root / "synthetic-shapes", per_colour, seed, image_size, class_shades)
     return summary
 
 
 def _write_dataset(
-    folder: Path, split_name: str, domain: str, counts: Mapping[str, int], seed: int, size: int
+    folder: Path, split_name: str, domain: str, counts: Mapping[str, int], seed: int, size: int,
+    class_shades: bool,
 ) -> dict[str, int]:
     """Images, split_zhou_<split_name>.json and descriptions.json for one domain; returns counts per split."""
     images = folder / "images"
@@ -371,7 +419,7 @@ def _write_dataset(
                 relpath = f"{cls.folder}/{split_id}_{idx:04d}.png"
                 # Keyed by what the image is, not by when it is drawn: order-independent and reproducible.
                 rng = np.random.default_rng([seed, DOMAINS.index(domain), split_index, cls.label, idx])
-                render(cls, domain, rng, size).save(images / relpath, format="PNG")
+                render(cls, domain, rng, size, labelled_shade(cls, class_shades)).save(images / relpath, format="PNG")
                 entries.append([relpath, cls.label, cls.name])
         split[split_id] = entries
     folder.mkdir(parents=True, exist_ok=True)
@@ -380,7 +428,7 @@ def _write_dataset(
     return {split_id: len(entries) for split_id, entries in split.items()}
 
 
-def _write_shapes(folder: Path, per_colour: int, seed: int, size: int) -> dict[str, int]:
+def _write_shapes(folder: Path, per_colour: int, seed: int, size: int, class_shades: bool) -> dict[str, int]:
     """The cross-dataset target: a test-only dataset whose classes are the 6 shapes alone ("circle", ...), each
     drawn `per_colour` times in every colour (photo domain). A different label space from the 48-class world,
     as a second dataset is for CoOp's cross-dataset protocol; its images are rendered from their own RNG stream
@@ -393,7 +441,8 @@ def _write_shapes(folder: Path, per_colour: int, seed: int, size: int) -> dict[s
             for idx in range(per_colour):
                 relpath = f"{shape}/{colour}_{idx:04d}.png"
                 rng = np.random.default_rng([seed, DOMAINS.index("photo"), len(SPLITS), SHAPES.index(shape), ci, idx])
-                render(cls, "photo", rng, size).save(folder / "images" / relpath, format="PNG")
+                shade = labelled_shade(SyntheticClass(-1, colour, shape), class_shades)
+                render(cls, "photo", rng, size, shade).save(folder / "images" / relpath, format="PNG")
                 entries.append([relpath, label, shape])
     _write_json(folder / "split_zhou_SyntheticShapes.json", {"train": [], "val": [], "test": entries}, sort_keys=False)
     _write_json(folder / "descriptions.json", {shape: describe_shape(shape) for shape in SHAPES}, sort_keys=True)
@@ -448,12 +497,13 @@ ATTRIBUTE_CAPTION_RATE = 0.2  # share of captions naming only the colour or only
 
 def captioned_batch(
     seed: int, n: int, size: int, domain_weights: Mapping[str, float],
-    colours: Sequence[str] | None = None,
+    colours: Sequence[str] | None = None, shade_range: bool = True,
 ) -> tuple[np.ndarray, list[str]]:
     """`n` captioned images (uint8 [n, size, size, 3]) of uniformly drawn classes in weighted domains.
 
     `colours` restricts the draw to classes of those colours: a hard-negative batch in which colour alone
-    cannot tell the images apart, so the contrastive loss has to learn shape.
+    cannot tell the images apart, so the contrastive loss has to learn shape. `shade_range`: colours vary over
+    the labelled datasets' whole shade range, whatever the class (`_pretraining_shade`).
     Image i depends only on (seed, i), through an RNG stream no dataset image uses, so pretraining never sees
     the evaluation images; use a different seed per training step for fresh images."""
     _check_seed(seed)
@@ -468,8 +518,16 @@ def captioned_batch(
         cls = classes[rng.integers(len(classes))]
         domain = domains[rng.choice(len(domains), p=probs)]
         captions.append(_caption(cls, domain, rng))
-        images[i] = _render_array(cls, domain, rng, size)
+        images[i] = _render_array(cls, domain, rng, size, _pretraining_shade(rng) if shade_range else None)
     return images, captions
+
+
+def _pretraining_shade(rng: np.random.Generator) -> Shade:
+    """A shade drawn uniformly over the range the labelled datasets' shades span, whatever the class: the tiny
+    CLIP sees every brightness and hue offset (so zero-shot stays right about the colour word) but no caption
+    ever says which shade belongs to which class."""
+    return Shade(rng.uniform(min(SHADE_HUE_OFFSETS), max(SHADE_HUE_OFFSETS)),
+                 rng.uniform(min(SHADE_VALUES), max(SHADE_VALUES)))
 
 
 def _domain_distribution(weights: Mapping[str, float]) -> tuple[tuple[str, ...], np.ndarray]:

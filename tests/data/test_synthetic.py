@@ -18,9 +18,15 @@ from promptlab.data.synthetic import (
     COLOUR_RGB,
     COLOURS,
     DOMAINS,
+    HUE_JITTER,
+    SHADE_HUE_OFFSETS,
+    SHADE_VALUES,
     SHAPES,
+    _jittered_colour,
     captioned_batch,
+    class_shade,
     describe,
+    labelled_shade,
     render,
     world_classes,
     write_world,
@@ -98,6 +104,56 @@ def test_shape_is_drawn_in_the_class_colour(domain):
             chroma = pixels.max(1).astype(int) - pixels.min(1)
             shape_pixels = pixels[np.argsort(chroma, kind="stable")[-12:]]
             assert _nearest_palette_colour(shape_pixels.mean(0)) == cls.colour, (cls.name, domain, seed)
+
+
+# --- class shades ------------------------------------------------------------------------------------------------
+
+
+def test_each_colour_spreads_its_six_shapes_over_the_six_shades_differently():
+    """Within a colour the six classes get six different shades; the shape -> shade map is not one map shared by
+    all colours (a shade must not name the shape across colours)."""
+    every_shade = {(h, v) for h in SHADE_HUE_OFFSETS for v in SHADE_VALUES}
+    maps = []
+    for colour in COLOURS:
+        shades = [class_shade(colour, shape) for shape in SHAPES]
+        assert {(s.hue_offset, s.value) for s in shades} == every_shade
+        maps.append(tuple(shades))
+    assert len(set(maps)) > 1
+    assert labelled_shade(world_classes()[0], class_shades=False) is None
+
+
+def _shape_hsv(image) -> np.ndarray:
+    """Mean HSV of the 12 most chromatic pixels (the shape; backgrounds are grey)."""
+    pixels = np.asarray(image).reshape(-1, 3)
+    chroma = pixels.max(1).astype(int) - pixels.min(1)
+    mean = pixels[np.argsort(chroma, kind="stable")[-12:]].mean(0) / 255
+    return np.array(colorsys.rgb_to_hsv(*mean))
+
+
+def test_a_class_shade_moves_hue_and_brightness_as_specified_and_keeps_the_colour():
+    """The colour a shaded class is painted in (before grain): hue = palette hue + offset ± the 4.3° jitter, so
+    the nearest palette hue is still the class colour; value = palette value x shade value x U(0.85, 1)."""
+    for cls in world_classes():
+        shade = labelled_shade(cls)
+        h0, _, v0 = colorsys.rgb_to_hsv(*(np.asarray(COLOUR_RGB[cls.colour]) / 255))
+        for i in range(20):
+            h, _, v = colorsys.rgb_to_hsv(*_jittered_colour(cls.colour, np.random.default_rng([i, cls.label]), shade))
+            moved = (h - h0 + 0.5) % 1.0 - 0.5
+            assert abs(moved - shade.hue_offset) <= HUE_JITTER + 1e-9, (cls.name, moved)
+            assert _nearest_palette_colour(np.array(colorsys.hsv_to_rgb(h, 1.0, 1.0)) * 255) == cls.colour
+            assert shade.value * 0.85 - 1e-9 <= v / v0 <= shade.value + 1e-9, (cls.name, v / v0)
+
+
+def test_dark_shaded_classes_are_darker_than_light_ones_on_average():
+    dark, light = [], []
+    for cls in world_classes():
+        for i in range(4):
+            value = _shape_hsv(render(cls, "photo", np.random.default_rng([5, cls.label, i]), 32, labelled_shade(cls)))[2]
+            (dark if labelled_shade(cls).value < 1 else light).append(value / (COLOUR_RGB_VALUE[cls.colour]))
+    assert np.mean(dark) < 0.75 * np.mean(light)
+
+
+COLOUR_RGB_VALUE = {c: max(rgb) / 255 for c, rgb in COLOUR_RGB.items()}
 
 
 def test_photo_shape_covers_a_sensible_part_of_the_image():
@@ -288,6 +344,18 @@ def test_captions_name_attributes_in_domain_templates():
     assert all(any(cap.startswith(p) for p in prefixes) for cap in captions)
     sketchy = sum(("sketch" in c or "drawing" in c or "outline" in c or "doodle" in c) for c in captions)
     assert 0 < sketchy < 0.25 * len(captions)  # sketch weight 0.1
+
+
+def test_pretraining_colours_span_the_shade_range_whatever_the_class():
+    """shade_range=True: brightness of a class's shape varies down to the dark shades (x 0.6); False: the plain
+    jitter (x 0.8 .. 1) only. Same seeds, so the same classes and poses."""
+    spans = {}
+    for shade_range in (True, False):
+        images, captions = captioned_batch(2, 200, 32, {"photo": 1.0}, shade_range=shade_range)
+        red = [i for i, c in enumerate(captions) if "red circle" in c or "red square" in c]
+        values = [_shape_hsv(images[i])[2] / COLOUR_RGB_VALUE["red"] for i in red]
+        spans[shade_range] = (min(values), max(values))
+    assert spans[True][0] < 0.62 < 0.75 < spans[False][0]
 
 
 def test_captioned_batch_only_sketches_when_asked():
