@@ -16,7 +16,6 @@ averages; the overall row is the HM of the dataset-averaged base and new, not th
 from __future__ import annotations
 
 import statistics
-from collections import Counter, defaultdict
 from pathlib import Path
 
 import polars as pl
@@ -37,77 +36,150 @@ def _opt(x: float | None) -> float | None:
     return None if x is None else _r(x)
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
 def load_runs(runs_dir: str | Path) -> list[dict]:
     return [read_json(p) for p in sorted(Path(runs_dir).rglob("*.json"))]
 
 
-def summarize_base2new(runs: list[dict]) -> dict:
-    by_key: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for r in runs:
-        if r["protocol"] == "base2new":
-            by_key[(r["dataset"], r["method"])].append(r)
+# --- aggregation over seeds: polars groups, statistics' arithmetic -------------------------------------------------
+# The groups are polars group_bys; the mean and std of a group are statistics.fmean (an exactly rounded sum) and
+# statistics.stdev (exact), not polars' .mean() and .std(): those differ from them in the last bit (in about 6% and
+# 30% of groups of accuracies), which is enough to flip the 4-decimal rounding of a tie, e.g. a mean of 24.21875
+# (about 1 in 7,000 means of 3 seeds on 1152 test images). summary.json's numbers are a contract.
+
+
+def _stdev(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _per_group(stat, column: str) -> pl.Expr:
+    """stat (a function of a list of floats) of `column` over each group; null when any value is null, so a
+    closed-vocabulary method's new classes or a target some seed could not score stay null instead of being
+    averaged over fewer seeds (and for the empty series polars passes when a frame has no rows)."""
+    return pl.col(column).map_batches(lambda s: None if s.has_nulls() or s.is_empty() else stat(s.to_list()),
+                                      pl.Float64, returns_scalar=True)
+
+
+def _mean(column: str) -> pl.Expr:
+    return _per_group(statistics.fmean, column).alias(column)
+
+
+def _std(column: str) -> pl.Expr:
+    """The sample std over a group as `<column>_std`; 0.0 for a single value."""
+    return _per_group(_stdev, column).alias(f"{column}_std")
+
+
+def _hm(base: str, new: str) -> pl.Expr:
+    """harmonic_mean, row by row (null where new is)."""
+    b, n = pl.col(base), pl.col(new)
+    return pl.when(b + n > 0).then(2 * b * n / (b + n)).when(n.is_not_null()).then(0.0)
+
+
+def _nest(frame: pl.DataFrame, cell) -> dict:
+    """{first column: {second column: cell(row)}} over the frame's rows, in its order."""
+    outer, inner = frame.columns[:2]
     out: dict = {}
-    per_method: dict[str, list[tuple[float, float | None]]] = defaultdict(list)
-    for (dataset, method), rs in sorted(by_key.items()):
-        base, base_std = _mean_std([r["base"]["acc"] for r in rs])
-        closed = any(r["new"] is None for r in rs)  # a closed-vocabulary method (linear probe): base only
-        new, new_std = (None, None) if closed else _mean_std([r["new"]["acc"] for r in rs])
-        out.setdefault(dataset, {})[method] = {
-            "base": _r(base), "new": _opt(new), "hm": None if closed else _r(harmonic_mean(base, new)),
-            "base_std": _r(base_std), "new_std": _opt(new_std), "seeds": sorted(r["seed"] for r in rs),
-            "counts": {str(r["seed"]): {"base": [r["base"]["correct"], r["base"]["total"]],
-                                        "new": None if closed else [r["new"]["correct"], r["new"]["total"]]}
-                       for r in rs},
-        }
-        per_method[method].append((base, new))
-    average = {}
-    for method, pairs in sorted(per_method.items()):
-        base = statistics.fmean(b for b, _ in pairs)
-        closed = any(n is None for _, n in pairs)
-        new = None if closed else statistics.fmean(n for _, n in pairs)
-        average[method] = {"base": _r(base), "new": _opt(new),
-                           "hm": None if closed else _r(harmonic_mean(base, new)), "datasets": len(pairs)}
-    if out:
-        out["average"] = average
+    for row in frame.iter_rows(named=True):
+        out.setdefault(row[outer], {})[row[inner]] = cell(row)
     return out
+
+
+def _rounded(frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
+    """`columns` rounded to 4 decimals by Python's round, as every number of the summary (polars' .round(4)
+    differs on some ties)."""
+    return frame.with_columns(pl.Series(c, [_opt(v) for v in frame[c]], dtype=pl.Float64) for c in columns)
+
+
+def _count(acc: dict | None) -> list[int] | None:
+    return None if acc is None else [acc["correct"], acc["total"]]
+
+
+def _value(acc: dict | None) -> float | None:
+    return None if acc is None else acc["acc"]
+
+
+# --- metrics/summary.json --------------------------------------------------------------------------------------------
+
+COUNT = pl.List(pl.Int64)
+B2N_RUN_SCHEMA = {"dataset": pl.String, "method": pl.String, "seed": pl.Int64, "base": pl.Float64,
+                  "new": pl.Float64, "base_count": COUNT, "new_count": COUNT}
+
+
+def _base2new_runs(runs: list[dict]) -> pl.DataFrame:
+    """[dataset, method, seed, base, new, base_count, new_count]: one row per base-to-new run, in run order;
+    accuracies in %, counts [correct, total]; new and new_count null for a closed-vocabulary method."""
+    return pl.DataFrame([{"dataset": r["dataset"], "method": r["method"], "seed": r["seed"],
+                          "base": r["base"]["acc"], "new": _value(r["new"]),
+                          "base_count": _count(r["base"]), "new_count": _count(r["new"])}
+                         for r in runs if r["protocol"] == "base2new"], schema=B2N_RUN_SCHEMA)
+
+
+def _base2new_cell(row: dict) -> dict:
+    """A (dataset, method) entry of the summary; a closed-vocabulary method (linear probe) has base only."""
+    closed = row["new"] is None
+    return {"base": _r(row["base"]), "new": _opt(row["new"]),
+            "hm": None if closed else _r(harmonic_mean(row["base"], row["new"])),
+            "base_std": _r(row["base_std"]), "new_std": _opt(row["new_std"]), "seeds": sorted(row["seed"]),
+            "counts": {str(seed): {"base": base, "new": None if closed else new}
+                       for seed, base, new in zip(row["seed"], row["base_count"], row["new_count"])}}
+
+
+def _average_cell(row: dict) -> dict:
+    """A method's entry of the summary's "average": the HM of its dataset-averaged base and new."""
+    closed = row["new"] is None
+    return {"base": _r(row["base"]), "new": _opt(row["new"]),
+            "hm": None if closed else _r(harmonic_mean(row["base"], row["new"])), "datasets": row["datasets"]}
+
+
+def summarize_base2new(runs: list[dict]) -> dict:
+    # [dataset, method, base, base_std, new, new_std, seed, base_count, new_count]: one row per (dataset, method)
+    # in name order, means and stds over its seeds; seed and the counts are lists in run order
+    cells = (_base2new_runs(runs).group_by("dataset", "method", maintain_order=True)
+             .agg(_mean("base"), _std("base"), _mean("new"), _std("new"), "seed", "base_count", "new_count")
+             .sort("dataset", "method"))
+    # [method, base, new, datasets]: one row per method in name order, the per-dataset means averaged
+    average = (cells.group_by("method", maintain_order=True)
+               .agg(_mean("base"), _mean("new"), datasets=pl.len())
+               .sort("method"))
+    out = _nest(cells, _base2new_cell)
+    if out:
+        out["average"] = {row["method"]: _average_cell(row) for row in average.iter_rows(named=True)}
+    return out
+
+
+def _target_stats(runs: list[dict], protocol: str) -> pl.DataFrame:
+    """[source, method, target, acc, acc_std]: one row per (source, method, target) in name order, mean and std
+    over seeds (null where some seed could not score the target)."""
+    # [source, method, seed, target, acc]: one row per (run, target)
+    scores = pl.DataFrame([{"source": r["dataset"], "method": r["method"], "seed": r["seed"], "target": target,
+                            "acc": _value(count)}
+                           for r in runs if r["protocol"] == protocol for target, count in r["targets"].items()],
+                          schema={"source": pl.String, "method": pl.String, "seed": pl.Int64, "target": pl.String,
+                                  "acc": pl.Float64})
+    keys = ["source", "method", "target"]
+    return scores.group_by(keys).agg(_mean("acc"), _std("acc")).sort(keys)
 
 
 def summarize_transfer(runs: list[dict], protocol: str) -> dict:
     """domain_shift / cross_dataset: {source: {method: {target: mean %, f"{target}_std": std}}}; a target some
     seed could not score (null) is null."""
-    by_key: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for r in runs:
-        if r["protocol"] == protocol:
-            by_key[(r["dataset"], r["method"])].append(r)
-    out: dict = {}
-    for (source, method), rs in sorted(by_key.items()):
-        row = {}
-        for target in sorted(rs[0]["targets"]):
-            counts = [r["targets"][target] for r in rs]
-            mean, std = (None, None) if None in counts else _mean_std([c["acc"] for c in counts])
-            row[target], row[f"{target}_std"] = _opt(mean), _opt(std)
-        out.setdefault(source, {})[method] = row
-    return out
+    # [source, method, target, acc, acc_std]: lists of one (source, method)'s targets, in name order
+    rows = _target_stats(runs, protocol).group_by("source", "method", maintain_order=True).agg(pl.all())
+    return _nest(rows, lambda row: {k: v for target, acc, std in zip(row["target"], row["acc"], row["acc_std"])
+                                    for k, v in ((target, _opt(acc)), (f"{target}_std", _opt(std)))})
 
 
 def summarize_few_shot(runs: list[dict]) -> dict:
     """{dataset: {method: {"<K>": mean %, "<K>_std": std}}}, shot counts in increasing order."""
-    by_key: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for r in runs:
-        if r["protocol"] == "few_shot":
-            by_key[(r["dataset"], r["method"])][r["shots"]].append(r["test"]["acc"])
-    out: dict = {}
-    for (dataset, method), per_shots in sorted(by_key.items()):
-        row = {}
-        for k in sorted(per_shots):
-            mean, std = _mean_std(per_shots[k])
-            row[str(k)], row[f"{k}_std"] = _r(mean), _r(std)
-        out.setdefault(dataset, {})[method] = row
-    return out
+    # [dataset, method, shots, acc]: one row per few-shot run
+    scores = pl.DataFrame([{"dataset": r["dataset"], "method": r["method"], "shots": r["shots"],
+                            "acc": r["test"]["acc"]} for r in runs if r["protocol"] == "few_shot"],
+                          schema={"dataset": pl.String, "method": pl.String, "shots": pl.Int64, "acc": pl.Float64})
+    keys = ["dataset", "method", "shots"]
+    # [dataset, method, shots, acc, acc_std]: lists of one (dataset, method)'s shot counts, increasing
+    rows = (scores.group_by(keys).agg(_mean("acc"), _std("acc")).sort(keys)
+            .group_by("dataset", "method", maintain_order=True).agg(pl.all()))
+    return _nest(rows, lambda row: {k: _r(v) for shots, acc, std in zip(row["shots"], row["acc"], row["acc_std"])
+                                    for k, v in ((str(shots), acc), (f"{shots}_std", std))})
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -141,12 +213,13 @@ def environment_markdown(env: dict, runs: list[dict]) -> str:
              "reproduce them byte for byte; on another CPU or thread count they move in the last digits (README, "
              "\"What the pipeline guarantees\"). `dvc metrics diff` lists these keys under `environment.`.\n"]
     if env["machines"] > 1:
-        where = defaultdict(set)
-        for r in runs:
-            if r.get("environment"):
-                where[r["environment"].get("fingerprint")].add(r["method"])
+        # [fingerprint, method]: the methods that ran on each machine, both in name order
+        where = (pl.DataFrame([{"fingerprint": r["environment"].get("fingerprint"), "method": r["method"]}
+                               for r in runs if r.get("environment")],
+                              schema={"fingerprint": pl.String, "method": pl.String})
+                 .group_by("fingerprint").agg(pl.col("method").unique().sort()).sort("fingerprint"))
         lines.append(f"**These results mix {env['machines']} machines**: "
-                     + "; ".join(f"`{fp}`: {', '.join(sorted(m))}" for fp, m in sorted(where.items())) + ".\n")
+                     + "; ".join(f"`{fp}`: {', '.join(m)}" for fp, m in where.iter_rows()) + ".\n")
     missing = len(runs) - env["recorded"]
     if missing:
         lines.append(f"{missing} of {len(runs)} runs carry no environment.\n")
@@ -201,17 +274,26 @@ def _acc(count: list[int] | None) -> float | None:
     return None if count is None else 100.0 * count[0] / count[1]
 
 
-def _seed_stats(rows: list[dict]) -> dict:
-    """Seeds and stds over seeds of summary rows of one method (one dataset, or all for the average), from the
-    raw counts: per seed, base and new are averaged over the rows (on the seeds all rows share); the HM's std is
-    that of the per-seed HMs (the HM itself stays the HM of the means)."""
-    seeds = sorted(set.intersection(*(set(r["counts"]) for r in rows)), key=int)
-    base = [statistics.fmean(_acc(r["counts"][s]["base"]) for r in rows) for s in seeds]
-    news = [[_acc(r["counts"][s]["new"]) for r in rows] for s in seeds]
-    new = None if any(None in n for n in news) else [statistics.fmean(n) for n in news]
-    std = lambda xs: None if xs is None or not xs else _r(_mean_std(xs)[1])  # noqa: E731
-    return {"seeds": len(seeds), "base_std": std(base), "new_std": std(new),
-            "hm_std": std(None if new is None else [harmonic_mean(b, n) for b, n in zip(base, new)])}
+SEED_SCHEMA = {"dataset": pl.String, "method": pl.String, "seed": pl.Int64, "base": pl.Float64, "new": pl.Float64}
+
+
+def _summary_seeds(b2n: dict) -> pl.DataFrame:
+    """[dataset, method, seed, base, new]: one row per (dataset, method, seed) of the summary's raw counts,
+    accuracies in % (new null for a closed-vocabulary method)."""
+    return pl.DataFrame([{"dataset": d, "method": m, "seed": int(seed), "base": _acc(c["base"]), "new": _acc(c["new"])}
+                         for d, methods in b2n.items() if d != "average" for m, v in methods.items()
+                         for seed, c in v["counts"].items()], schema=SEED_SCHEMA)
+
+
+def _seed_stds(seeds: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    """[*by, seeds, base_std, new_std, hm_std]: per group (a method on one dataset, or a method over its datasets
+    for the average), the seeds all its datasets have, and the stds over those seeds of base and new averaged
+    over the datasets per seed, and of the per-seed HMs (the HM itself stays the HM of the means). A group
+    without a shared seed has no row."""
+    shared = seeds.filter(pl.len().over(*by, "seed") == pl.col("dataset").n_unique().over(by))
+    # [*by, seed, base, new, hm]: one row per group and shared seed
+    per_seed = shared.group_by(*by, "seed").agg(_mean("base"), _mean("new")).with_columns(hm=_hm("base", "new"))
+    return per_seed.group_by(by).agg(pl.len().alias("seeds"), _std("base"), _std("new"), _std("hm"))
 
 
 B2N_COLUMNS = ["dataset", "method", "seeds", "base", "base_std", "new", "new_std", "hm", "hm_std"]
@@ -221,45 +303,59 @@ def base2new_report(summary: dict) -> pl.DataFrame:
     """One row per (dataset, method), the "average" rows first: means from the summary, stds over seeds."""
     b2n = summary["base2new"]
     datasets = sorted(d for d in b2n if d != "average")
-    rows = []
-    for dataset in ["average"] * bool(datasets) + datasets:
-        for method, v in sorted(b2n[dataset].items()):
-            members = [b2n[d][method] for d in datasets if method in b2n[d]] if dataset == "average" else [v]
-            rows.append({"dataset": dataset, "method": method, "base": v["base"], "new": v["new"], "hm": v["hm"],
-                         **_seed_stats(members)})
-    schema = {c: pl.String if c in ("dataset", "method") else pl.Int64 if c == "seeds" else pl.Float64
-              for c in B2N_COLUMNS}
-    return pl.DataFrame(rows, schema=schema)
+    # [dataset, method, base, new, hm]: the summary's means, "average" first, then by dataset and method name
+    means = pl.DataFrame([{"dataset": d, "method": m, "base": v["base"], "new": v["new"], "hm": v["hm"]}
+                          for d in ["average"] * bool(datasets) + datasets for m, v in sorted(b2n[d].items())],
+                         schema={c: pl.String if c in ("dataset", "method") else pl.Float64
+                                 for c in ("dataset", "method", "base", "new", "hm")})
+    seeds = _summary_seeds(b2n)
+    # [dataset, method, seeds, base_std, new_std, hm_std]: each dataset's rows, then the average's
+    stds = pl.concat([_seed_stds(seeds, ["dataset", "method"]),
+                      _seed_stds(seeds, ["method"]).select(pl.lit("average").alias("dataset"), pl.all())])
+    table = means.join(stds, on=["dataset", "method"], how="left", maintain_order="left")
+    table = table.with_columns(pl.col("seeds").cast(pl.Int64).fill_null(0))  # 0: no seed all datasets share
+    return _rounded(table, ["base_std", "new_std", "hm_std"]).select(B2N_COLUMNS)
+
+
+def _run_seeds(runs: list[dict], protocol: str, dataset: str) -> pl.DataFrame:
+    """[<dataset>, method, seed]: one row per run of the protocol, its dataset in a column named `dataset`."""
+    return pl.DataFrame([{dataset: r["dataset"], "method": r["method"], "seed": r["seed"]}
+                         for r in runs if r["protocol"] == protocol],
+                        schema={dataset: pl.String, "method": pl.String, "seed": pl.Int64})
+
+
+def _wide_report(rows: list[dict], columns: list[str], seeds: pl.DataFrame) -> pl.DataFrame:
+    """`columns` of the summary rows (the two keys, "seeds", then Float64 columns), each row with its seed count
+    from `seeds` ([key, key, seeds]; 0 where a row has none)."""
+    keys, values = columns[:2], columns[3:]
+    table = pl.DataFrame([{c: r.get(c) for c in keys + values} for r in rows],
+                         schema={c: pl.String if c in keys else pl.Float64 for c in keys + values})
+    return (table.join(seeds, on=keys, how="left", maintain_order="left")
+            .with_columns(pl.col("seeds").cast(pl.Int64).fill_null(0)).select(columns))
 
 
 def transfer_report(summary: dict, runs: list[dict], protocol: str = "domain_shift") -> pl.DataFrame:
-    """One row per (source, method) with its seed count, one column per target (mean, then `<target>_std`):
-    the source's own accuracy first, then the targets in name order."""
-    seeds = Counter((r["dataset"], r["method"]) for r in runs if r["protocol"] == protocol)
-    rows = [{"source": source, "method": method, "seeds": seeds[(source, method)], **accs}
+    """One row per (source, method) with its seed count (its runs), one column per target (mean, then
+    `<target>_std`): the source's own accuracy first, then the targets in name order."""
+    rows = [{"source": source, "method": method, **accs}
             for source, methods in sorted(summary[protocol].items()) for method, accs in sorted(methods.items())]
-    targets = sorted({k for r in rows for k in r if k not in ("source", "method", "seeds") and not k.endswith("_std")},
+    targets = sorted({k for r in rows for k in r if k not in ("source", "method") and not k.endswith("_std")},
                      key=lambda t: (t not in summary[protocol], t))
     columns = ["source", "method", "seeds"] + [k for t in targets for k in (t, f"{t}_std")]
-    schema = {c: pl.String if c in ("source", "method") else pl.Int64 if c == "seeds" else pl.Float64
-              for c in columns}
-    return pl.DataFrame([{c: r.get(c) for c in columns} for r in rows], schema=schema)
+    seeds = _run_seeds(runs, protocol, "source").group_by("source", "method").agg(seeds=pl.len())
+    return _wide_report(rows, columns, seeds)
 
 
 def few_shot_report(summary: dict, runs: list[dict]) -> pl.DataFrame:
-    """One row per (dataset, method) with its seed count, one column per shot count K (mean, then `K_std`)."""
-    seeds: dict[tuple[str, str], set[int]] = defaultdict(set)
-    for r in runs:
-        if r["protocol"] == "few_shot":
-            seeds[(r["dataset"], r["method"])].add(r["seed"])
+    """One row per (dataset, method) with its seed count (distinct seeds over the shot counts), one column per
+    shot count K (mean, then `K_std`)."""
     shots = sorted({int(k) for methods in summary["few_shot"].values() for accs in methods.values()
                     for k in accs if not k.endswith("_std")})
     columns = ["dataset", "method", "seeds"] + [c for k in shots for c in (str(k), f"{k}_std")]
-    rows = [{"dataset": d, "method": m, "seeds": len(seeds[(d, m)]), **accs}
+    rows = [{"dataset": d, "method": m, **accs}
             for d, methods in sorted(summary["few_shot"].items()) for m, accs in sorted(methods.items())]
-    schema = {c: pl.String if c in ("dataset", "method") else pl.Int64 if c == "seeds" else pl.Float64
-              for c in columns}
-    return pl.DataFrame([{c: r.get(c) for c in columns} for r in rows], schema=schema)
+    seeds = _run_seeds(runs, "few_shot", "dataset").group_by("dataset", "method").agg(seeds=pl.col("seed").n_unique())
+    return _wide_report(rows, columns, seeds)
 
 
 def with_pm(df: pl.DataFrame) -> pl.DataFrame:

@@ -147,6 +147,16 @@ def test_single_seed_has_zero_std():
     assert s["average"]["coop"] == {"base": 25.0, "new": 75.0, "hm": 37.5, "datasets": 1}
 
 
+def test_ties_round_as_the_exact_mean_and_std_do():
+    # 100 * (23 + 91 + 430 + 14) / 576 / 4 = 24.21875 and the std of 100 * (49, 60, 42, 48) / 64 = 11.71875 are
+    # 4-decimal ties: statistics' exact fmean and stdev give them exactly (-> 24.2188, 11.7188, half to even); a
+    # float sum off in the last bit, as polars' .mean() and .std() are, rounds them down to 24.2187, 11.7187
+    runs = [_fs("d", "m", seed, 1, c, 576) for seed, c in enumerate((23, 91, 430, 14))]
+    runs += [_fs("d", "m", seed, 2, c, 64) for seed, c in enumerate((49, 60, 42, 48))]
+    row = summarize(runs)["few_shot"]["d"]["m"]
+    assert (row["1"], row["2_std"]) == (24.2188, 11.7188)
+
+
 def test_no_runs_give_empty_sections():
     assert summarize([]) == {"base2new": {}, "domain_shift": {}, "cross_dataset": {}, "few_shot": {}}
 
