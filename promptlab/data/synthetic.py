@@ -126,8 +126,8 @@ _OUTLINES: dict[str, np.ndarray] = {
 
 # Fine-grained shades of the labelled datasets. Within each colour the six shapes' classes are drawn in six
 # distinct shades: a hue offset (well inside half the gap to the next palette hue, so the colour word stays
-# right) times a brightness level. Pretraining captions never name a shade and pretraining images use the plain
-# palette colour, so zero-shot prompts ("a photo of a red circle.") cannot use the shade, while image features
+# right) times a brightness level. Pretraining images span the same shades whatever their class and no caption
+# names one, so zero-shot prompts ("a photo of a red circle.") cannot use the shade, while image features
 # resolve it: like a fine-grained dataset whose class names the web rarely distinguishes, the labelled data
 # carry class information the text side does not know and that few-shot training can pick up.
 SHADE_HUE_OFFSETS: tuple[float, ...] = (-0.02, 0.0, 0.02)  # fractions of the hue circle: -7.2°, 0°, +7.2°
@@ -148,9 +148,8 @@ def class_shade(colour: str, shape: str) -> Shade:
     """The shade every labelled image of (colour, shape) is drawn in. A fixed permutation per colour (keyed by
     the colour, not the world seed) maps the six shapes to the six shades, so a shade says nothing about the
     shape across colours: what a prompt learns about the shades of base classes does not carry to new ones."""
-    shades = _SHADES
-    order = np.random.default_rng([20260, COLOURS.index(colour)]).permutation(len(shades))
-    return shades[int(order[SHAPES.index(shape) % len(shades)])]
+    order = np.random.default_rng([20260, COLOURS.index(colour)]).permutation(len(_SHADES))  # one shade per shape
+    return _SHADES[int(order[SHAPES.index(shape)])]
 
 
 def labelled_shade(cls: SyntheticClass, class_shades: bool = True) -> Shade | None:
@@ -212,7 +211,7 @@ def _stroke_width(rng: np.random.Generator, size: int) -> int:
 def _shape_mask(shape: str, rng: np.random.Generator, size: int, stroke: int | None) -> np.ndarray:
     """Coverage in [0, 1] of the shape (filled, or outlined with `stroke`) at a random pose.
 
-    The diameter is 40-80% of the image; the centre is drawn so the whole circumcircle stays inside."""
+    The diameter is 50-84% of the image (SHAPE_RADIUS); the centre is drawn so the whole circumcircle stays inside."""
     canvas = size * SUPERSAMPLE
     radius = rng.uniform(*SHAPE_RADIUS) * canvas
     margin = radius + (stroke or 0) / 2

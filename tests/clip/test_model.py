@@ -12,18 +12,10 @@ import open_clip
 import pytest
 import yaml
 
+from assertions import one_line_user_error as _error
 from promptlab.clip.model import check_model, load_clip
-from promptlab.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _error(fn, *args, **kwargs) -> str:
-    with pytest.raises(UserError) as info:
-        fn(*args, **kwargs)
-    msg = str(info.value)
-    assert "\n" not in msg
-    return msg
 
 
 def test_an_unknown_tag_lists_the_architectures_tags():

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from assertions import one_line_user_error as _error
 from promptlab.data.check import check_dataset
 from promptlab.data.coop_format import read_split, sample_few_shot
 from promptlab.data.readers import read_dataset
 from promptlab.data.registry import DatasetSpec
 from promptlab.data.shards import read_manifest, read_skipped, sample_key, write_shards
-from promptlab.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = DatasetSpec(id="toy", folder="toy", images="images", split="split_zhou_Toy.json")
@@ -49,14 +49,6 @@ def _shard(root: Path, out: Path, spec: DatasetSpec = SPEC, bad_images: str = "e
     out.mkdir(parents=True)
     return write_shards(spec, root, out, shots=SHOTS, seeds=SEEDS, maxcount=5, bad_images=bad_images,
                         log=log or (lambda line: None))
-
-
-def _error(fn, *args, **kwargs) -> str:
-    with pytest.raises(UserError) as info:
-        fn(*args, **kwargs)
-    msg = str(info.value)
-    assert "\n" not in msg
-    return msg
 
 
 # --- labels and class names -------------------------------------------------------------------------------------------
