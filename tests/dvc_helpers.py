@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import yaml
 from PIL import Image
 
@@ -73,15 +74,19 @@ EUROSAT = ["Annual Crop Land", "Forest", "Herbaceous Vegetation Land", "Highway 
 
 def eurosat_root(root: Path, test: int = 1) -> Path:
     """A miniature CoOp EuroSAT: split_zhou JSON, 2 train, 1 val, `test` test 8x8 PNG per class. CuPL has no
-    EuroSAT file, so the paper config's descriptions (if_missing: none) give it no description bank."""
+    EuroSAT file, so the paper config's descriptions (if_missing: none) give it no description bank. Each class
+    has its own colour (red and blue move 25 levels per class) under seeded per-pixel noise (±60 levels), so
+    a probe on a random ViT's features tells the classes apart imperfectly: its accuracy depends on its C."""
     folder = root / "eurosat"
     split = {}
-    for s, n in (("train", 2), ("val", 1), ("test", test)):
+    for i, (s, n) in enumerate((("train", 2), ("val", 1), ("test", test))):
         split[s] = [[f"c{label}/{s}{k}.png", label, c] for label, c in enumerate(EUROSAT) for k in range(n)]
-        for rel, label, _ in split[s]:
+        for k, (rel, label, _) in enumerate(split[s]):
             path = folder / "2750" / rel
             path.parent.mkdir(parents=True, exist_ok=True)
-            Image.new("RGB", (8, 8), (25 * label, 80 * len(rel) % 256, 90)).save(path)
+            noise = np.random.default_rng([label, i, k]).uniform(-60, 60, (8, 8, 3))
+            pixels = np.clip(np.array([25 * label, 64, 255 - 25 * label]) + noise, 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(path)
     (folder / "split_zhou_EuroSAT.json").write_text(json.dumps(split))
     return root
 
