@@ -1,8 +1,10 @@
-"""The promptlab modules a Python file imports, transitively: what a stage's code deps must cover (dvc.yaml,
+"""The promptlab files a stage's code loads, transitively: what stage `code` records for each stage (dvc.yaml,
 docs/pipeline.md "Code dependencies"). Static: every `import` / `from ... import` statement anywhere in a file
 (function-local ones included), following promptlab.* only. A package's __init__.py counts when it holds code
-(importing a submodule runs it). Imports made by name at run time (the method registry loading
-promptlab.methods.<name>) are not seen: the stage that loads a method depends on its folder itself."""
+(importing a submodule runs it). A module's data files are the files beside it that its code names
+(`Path(__file__).with_name("datasets.yaml")`); a named folder counts with every file in it. Imports made by
+name at run time (the method registry loading promptlab.methods.<name>) are not seen: the run stage's record
+adds the method's folder itself."""
 
 from __future__ import annotations
 
@@ -76,10 +78,35 @@ def closure(files: list[Path], root: Path = ROOT) -> set[Path]:
     return seen
 
 
-def outside_imports(folder: Path, root: Path = ROOT) -> dict[str, str]:
-    """{path relative to root: sha256} of every promptlab file the .py files of `folder` load from outside it:
-    for a method folder, the base and the other methods it builds on."""
-    folder = folder.resolve()
-    files = closure(sorted(folder.rglob("*.py")), root)
-    return {str(f.relative_to(root)): hashlib.sha256(f.read_bytes()).hexdigest()
-            for f in sorted(files) if not f.is_relative_to(folder)}
+def data_files(path: Path) -> set[Path]:
+    """The non-Python files beside module `path` that its code names: a string constant equal to the name of a
+    sibling file, or of a sibling folder that is not a package (then every file in it, bytecode aside)."""
+    names = {node.value for node in ast.walk(ast.parse(path.read_text(), str(path)))
+             if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+    found: set[Path] = set()
+    for name in names:
+        if len(name) > 255 or "\n" in name or name in ("", ".", "..") or Path(name).name != name \
+                or name.endswith(".py"):
+            continue  # not a plain sibling name
+        sibling = path.parent / name
+        if sibling.is_file():
+            found.add(sibling)
+        elif sibling.is_dir() and not (sibling / "__init__.py").exists():
+            found |= {f for f in sibling.rglob("*") if f.is_file() and "__pycache__" not in f.parts}
+    return found
+
+
+def code_record(files: list[Path], root: Path = ROOT) -> dict[str, str]:
+    """{path relative to root: sha256} of every promptlab file running `files` loads (closure) and the data
+    files those modules name; `files` themselves (stage scripts) are left out: each stage lists its script."""
+    loaded = closure(files, root)
+    package = (root / PACKAGE).resolve()
+    modules = {f for f in loaded if f.is_relative_to(package)}
+    everything = modules | {d.resolve() for f in modules for d in data_files(f)}
+    return {str(f.relative_to(root)): hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(everything)}
+
+
+def run_code_record(method_folder: Path, root: Path = ROOT) -> dict[str, str]:
+    """The run stage's record for one method: stages/run.py's files plus the method folder's (its own files,
+    what they import, their data files); the folder is loaded by name, so the walk starts from it too."""
+    return code_record([root / "stages" / "run.py", *sorted(method_folder.resolve().rglob("*.py"))], root)

@@ -1,6 +1,6 @@
 """The documented paper switch (`cp configs/paper.yaml params.yaml && dvc repro`) through DVC itself: no stage
 of the embedded world or the tiny CLIP exists, and a repro on a miniature CoOp-format root with a local open_clip
-checkpoint runs exactly model, method_code, listing, shard, descriptions, features, prompts, run and report.
+checkpoint runs exactly code, model, listing, shard, descriptions, features, prompts, run and report.
 From that repo, what README "Beyond one machine" says is tested: a local-directory remote (push, fresh clone,
 pull, repro re-runs only listing) and two experiments run in parallel by DVC's queue."""
 
@@ -37,7 +37,7 @@ def test_paper_config_generates_no_embedded_stage(tmp_path):
     repo = make_repo(tmp_path / "repo", yaml.safe_load((REPO / "configs/paper.yaml").read_text()))
     names = re.findall(r"^(\S+)", sh(DVC + ["stage", "list"], repo), flags=re.M)
     kinds = {n.split("@")[0] for n in names}
-    assert kinds == {"model", "method_code", "listing", "shard", "shard_target", "features", "features_target", "descriptions",
+    assert kinds == {"model", "code", "listing", "shard", "shard_target", "features", "features_target", "descriptions",
                      "descriptions_target", "prompts", "prompts_target", "run", "report"}
     assert len([n for n in names if n.startswith("run@")]) == 10
     dag = sh(DVC + ["dag", "--md"], repo)
@@ -65,7 +65,7 @@ def paper_repo(tmp_path_factory):
 def test_paper_config_repro_runs_only_real_data_stages(paper_repo):
     repo, checkpoint = paper_repo.path, paper_repo.checkpoint
     ran = stages_run(paper_repo.first_repro)
-    expected = ["model", "method_code", "listing", "shard@eurosat", "descriptions@eurosat", "features@eurosat",
+    expected = ["model", "code", "listing", "shard@eurosat", "descriptions@eurosat", "features@eurosat",
                 "prompts@eurosat", "run@zeroshot", "run@linear_probe", "report"]
     assert sorted(ran) == sorted(expected) and ran[-1] == "report"
     lock = lock_stages(repo)

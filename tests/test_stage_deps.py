@@ -1,19 +1,24 @@
-"""dvc.yaml's code dependencies follow the imports: each stage's deps cover every promptlab module its script
-loads (promptlab/imports.py: static, function-local imports included), list no Python file it does not load,
-and run@<method> depends on its own method folder plus what that folder imports (stage method_code), never on
-the other methods."""
+"""dvc.yaml's code dependencies follow the imports: each stage depends on its script and on its record from stage
+`code` (data/code/<script>.json, run@<method>: data/code/run/<method>.json), never on library files one by one;
+a record is every promptlab module the script loads (promptlab/imports.py: static, function-local imports
+included) plus the data files those modules name, and run@<method>'s adds its method folder and what that
+imports, never the other methods."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import shutil
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 import yaml
 
-from promptlab.imports import closure, imported_modules, outside_imports
+from promptlab.imports import closure, code_record, data_files, imported_modules, run_code_record
 from promptlab.methods import methods
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,67 +29,83 @@ def _script(stage: dict) -> Path:
     return REPO / re.search(r"python (stages/\S+\.py)", stage["cmd"]).group(1)
 
 
-def _deps(stage: dict, method: str = "") -> list[str]:
-    return [d.replace("${item.method}", method) for d in stage["deps"] if isinstance(d, str)]
+def _record_path(name: str) -> str:
+    return "data/code/run/${item.method}.json" if name == "run" else f"data/code/{_script(STAGES[name]).stem}.json"
 
 
-def _covered(path: str, deps: list[str]) -> bool:
-    return any(path == d or path.startswith(d.rstrip("/") + "/") for d in deps)
+@pytest.mark.parametrize("name", [n for n in STAGES if n != "code"])
+def test_each_stage_depends_on_its_script_and_its_code_record_only(name):
+    deps = [d for d in STAGES[name]["deps"] if isinstance(d, str)]
+    assert str(_script(STAGES[name]).relative_to(REPO)) in deps and _record_path(name) in deps
+    assert [d for d in deps if d.startswith(("promptlab", "stages/", "data/code"))
+            and d not in (str(_script(STAGES[name]).relative_to(REPO)), _record_path(name))] == []
 
 
-def _rel(paths) -> set[str]:
-    return {str(p.relative_to(REPO)) for p in paths}
+def test_the_code_stage_writes_every_record_the_stages_depend_on(tmp_path):
+    """stages/code.py itself, on the default params: one record per script that a stage runs and one per
+    method; each record is code_record's (run: run_code_record's), with the files' real sha256."""
+    subprocess.run([sys.executable, "stages/code.py", "--out", str(tmp_path / "code")], cwd=REPO, check=True,
+                   capture_output=True)
+    wanted = {_record_path(n) for n in STAGES if n not in ("code", "run")}
+    methods_listed = yaml.safe_load((REPO / "params.yaml").read_text())["methods"]
+    wanted |= {f"data/code/run/{m}.json" for m in methods_listed}
+    written = {f"data/code/{p.relative_to(tmp_path / 'code')}" for p in (tmp_path / "code").rglob("*.json")}
+    assert written == wanted
+    world = json.loads((tmp_path / "code/world.json").read_text())["files"]
+    assert world == code_record([REPO / "stages/world.py"])
+    kgcoop = json.loads((tmp_path / "code/run/kgcoop.json").read_text())["files"]
+    assert kgcoop == run_code_record(REPO / "promptlab/methods/kgcoop")
+    assert all(hashlib.sha256((REPO / f).read_bytes()).hexdigest() == h for f, h in kgcoop.items())
 
 
-@pytest.mark.parametrize("name", [n for n in STAGES if n != "run"])
-def test_stage_deps_cover_its_imports(name):
-    stage = STAGES[name]
-    needed = _rel(closure([_script(stage)]))
-    deps = _deps(stage)
-    assert sorted(n for n in needed if not _covered(n, deps)) == []
-    # no stale Python file: each .py dep is loaded (folders and data files are not checked here)
-    assert sorted(d for d in deps if d.endswith(".py") and d not in needed) == []
-
-
-@pytest.mark.parametrize("method", sorted(methods()))
-def test_run_stage_deps_are_the_shared_code_plus_the_methods_own(method):
-    run = STAGES["run"]
-    shared = _deps(run, method)
-    folder = f"promptlab/methods/{method}"
-    derived = set(outside_imports(REPO / folder))  # the stage method_code's file for this method
-    needed = _rel(closure([_script(run)])) | _rel(closure(sorted((REPO / folder).rglob("*.py"))))
-    assert sorted(n for n in needed if not (_covered(n, shared) or n in derived)) == []
-    # per method: no dependency on promptlab/methods as a whole or on another method's folder
-    others = {f"promptlab/methods/{m}" for m in methods()} - {folder}
-    assert "promptlab/methods" not in shared and not others & set(shared)
-    assert "data/method_code/${item.method}.json" in run["deps"] and "${item.method}" in str(run["params"])
+def test_records_hold_the_modules_a_script_loads_and_their_data_files():
+    """Known facts of the code: run@kgcoop loads CoOp's files and KgCoOp's templates.yaml, never zeroshot's;
+    the features stage loads the extractor; the report reads the reference numbers; every record that loads
+    clip/model.py has the model configs, and every one that loads data/registry.py the datasets table."""
+    kgcoop = run_code_record(REPO / "promptlab/methods/kgcoop")
+    assert {"promptlab/methods/coop/method.py", "promptlab/methods/kgcoop/templates.yaml"} <= set(kgcoop)
+    assert not any(f.startswith("promptlab/methods/zeroshot") for f in kgcoop)
+    assert "promptlab/clip/extract.py" in code_record([REPO / "stages/features.py"])
+    assert "promptlab/reference_numbers.yaml" in code_record([REPO / "stages/report.py"])
+    assert "promptlab/clip/pretrain.py" not in code_record([REPO / "stages/world.py"])
+    for script in sorted((REPO / "stages").glob("*.py")):
+        record = code_record([script])
+        assert not any(f.startswith("stages/") for f in record)  # the script is its own dependency
+        if "promptlab/clip/model.py" in record:
+            assert "promptlab/clip/model_configs/promptlab-tiny.json" in record, script.name
+        if "promptlab/data/registry.py" in record:
+            assert "promptlab/data/datasets.yaml" in record, script.name
 
 
 def test_methods_import_exactly_what_their_code_says():
-    """The derived dependencies against the source: kgcoop subclasses CoOp (its files appear), zeroshot does not;
-    every method folder imports the shared base."""
+    """The derived run records against the source: kgcoop subclasses CoOp (its files appear), zeroshot does
+    not; every method's record holds the shared base."""
     for m in methods():
         text = "\n".join(p.read_text() for p in sorted((REPO / "promptlab/methods" / m).glob("*.py")))
         builds_on = set(re.findall(r"promptlab\.methods\.(\w+)\.", text)) - {m}
-        imported = {Path(f).parts[2] for f in outside_imports(REPO / "promptlab/methods" / m)
-                    if f.startswith("promptlab/methods/") and len(Path(f).parts) > 3}
-        assert imported == builds_on, m
-        assert "promptlab/methods/base.py" in outside_imports(REPO / "promptlab/methods" / m)
-    assert "promptlab/methods/coop/method.py" in outside_imports(REPO / "promptlab/methods/kgcoop")
+        record = run_code_record(REPO / "promptlab/methods" / m)
+        others = {Path(f).parts[2] for f in record
+                  if f.startswith("promptlab/methods/") and len(Path(f).parts) > 3} - {m}
+        assert others == builds_on, m
+        assert "promptlab/methods/base.py" in record
 
 
-def test_editing_one_method_changes_only_its_importers(tmp_path):
-    """Copy the package, edit CoOp's code: the method_code record changes for coop's importers only; the edited
-    method's own change is seen by its folder dependency."""
+def test_editing_one_method_changes_only_its_importers_records(tmp_path):
+    """Copy the package and the stage scripts, edit CoOp's code: the run records change for coop and the
+    methods that import it only; the world's record does not change."""
     shutil.copytree(REPO / "promptlab", tmp_path / "promptlab", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "stages", tmp_path / "stages", ignore=shutil.ignore_patterns("__pycache__"))
     folder = tmp_path / "promptlab/methods"
-    before = {m: outside_imports(folder / m, tmp_path) for m in methods()}
+    records = lambda: ({m: run_code_record(folder / m, tmp_path) for m in methods()},  # noqa: E731
+                       code_record([tmp_path / "stages/world.py"], tmp_path))
+    before, world_before = records()
     (folder / "coop/method.py").write_text((folder / "coop/method.py").read_text() + "\n# edited\n")
-    after = {m: outside_imports(folder / m, tmp_path) for m in methods()}
+    after, world_after = records()
     changed = {m for m in methods() if before[m] != after[m]}
     importers = {m for m in methods() if "promptlab.methods.coop" in
                  "".join(p.read_text() for p in (folder / m).glob("*.py")) and m != "coop"}
-    assert changed == importers and {"kgcoop", "cocoop", "prograd"} <= changed and "zeroshot" not in changed
+    assert changed == importers | {"coop"} and {"kgcoop", "cocoop", "prograd"} <= changed
+    assert "zeroshot" not in changed and world_before == world_after
 
 
 def _write(root: Path, rel: str, text: str) -> Path:
@@ -108,6 +129,27 @@ def test_import_walk_on_a_toy_package(tmp_path):
     assert got == {"stages/s.py", "promptlab/sub/__init__.py", "promptlab/sub/a.py", "promptlab/sub/b.py",
                    "promptlab/c.py", "promptlab/lazy.py"}
     assert imported_modules(tmp_path / "promptlab/c.py", tmp_path) == {"promptlab.lazy"}  # `name` is no module
+
+
+def test_data_files_are_the_siblings_a_module_names(tmp_path):
+    """A string constant naming a sibling file or non-package folder is a data file (a folder brings its files);
+    a docstring, a package, a Python file and a name that is no sibling are not."""
+    _write(tmp_path, "promptlab/table.yaml", "a: 1\n")
+    _write(tmp_path, "promptlab/configs/x.json", "{}\n")
+    _write(tmp_path, "promptlab/configs/__pycache__/x.pyc", "")
+    _write(tmp_path, "promptlab/pkg/__init__.py", "")
+    _write(tmp_path, "promptlab/other.py", "")
+    _write(tmp_path, "promptlab/unnamed.yaml", "")
+    module = _write(tmp_path, "promptlab/m.py", '''\
+        """Reads table.yaml."""
+        from pathlib import Path
+        T = Path(__file__).with_name("table.yaml")
+        C = Path(__file__).with_name("configs")
+        names = ["pkg", "other.py", "missing.yaml", "table.yaml: bad row"]
+        ''')
+    assert data_files(module) == {tmp_path / "promptlab/table.yaml", tmp_path / "promptlab/configs/x.json"}
+    got = code_record([_write(tmp_path, "stages/s.py", "import promptlab.m\n")], tmp_path)
+    assert sorted(got) == ["promptlab/configs/x.json", "promptlab/m.py", "promptlab/table.yaml"]
 
 
 def test_features_params_are_what_decides_the_features():
