@@ -15,6 +15,8 @@ memory is sampled every 0.1 s; VmHWM is a high-water mark, so a sample shortly b
 
 --export-cache copies the clone's DVC cache (content-addressed, so merging is safe) into this checkout's after
 timing, so that `dvc repro` here restores the outputs from DVC's run-cache instead of recomputing them.
+--keep DIR clones into DIR (which must not exist) and leaves it there, e.g. to compare its dvc.lock and metrics
+with this checkout's; --out FILE writes the timings there instead (a second measurement beside the first).
 """
 
 from __future__ import annotations
@@ -114,10 +116,12 @@ def repro(cwd: Path, env: dict) -> tuple[float, StageWatcher]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--export-cache", action="store_true")
+    ap.add_argument("--keep", type=Path, help="clone into this new folder and keep it")
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks/results/pipeline.json")
     args = ap.parse_args()
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
-        clone = Path(tmp) / "clone"
+        clone = args.keep.resolve() if args.keep else Path(tmp) / "clone"
         subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
         # The environment's editable install maps `promptlab` to this checkout; PYTHONPATH makes the stages
         # import the clone's own package (the committed code) instead.
@@ -141,7 +145,7 @@ def main() -> None:
         "peak_mib_max": max((s["peak_mib"] for s in stages.values()), default=0),
         "stages": stages,
     }
-    out = REPO / "benchmarks/results/pipeline.json"
+    out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
