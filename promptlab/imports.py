@@ -84,14 +84,12 @@ def data_files(path: Path) -> set[Path]:
     names = {node.value for node in ast.walk(ast.parse(path.read_text(), str(path)))
              if isinstance(node, ast.Constant) and isinstance(node.value, str)}
     found: set[Path] = set()
-    for name in names:
-        if len(name) > 255 or "\n" in name or name in ("", ".", "..") or Path(name).name != name \
-                or name.endswith(".py"):
-            continue  # not a plain sibling name
-        sibling = path.parent / name
+    for sibling in path.parent.iterdir():  # only real siblings: a docstring or message names none
+        if sibling.name not in names or sibling.suffix == ".py":
+            continue
         if sibling.is_file():
             found.add(sibling)
-        elif sibling.is_dir() and not (sibling / "__init__.py").exists():
+        elif not (sibling / "__init__.py").exists():
             found |= {f for f in sibling.rglob("*") if f.is_file() and "__pycache__" not in f.parts}
     return found
 
