@@ -1,18 +1,23 @@
 """Every run of one method, top to bottom (the run stage's body; docs/protocols.md):
 
-    for each run that params ask for (runs.plan_runs):
-        training = the run's training, trained now or reused from an earlier run with the same training_key
-        result   = the run's scores of that training (evaluate.evaluate_run); each (test set, classes) is
-                   scored once per training
-        write the run's prompt folder, DVCLive curves and metrics record
+    group the runs that params ask for (runs.plan_runs) by training: runs with equal training_key share one
+    for each group, in worker processes (one CPU thread each, largest training first):
+        train the group's training once, save its prompt in the first run's folder
+        score it for every run of the group (evaluate.evaluate_run); each (test set, classes) scored once
+    in plan order: copy the prompt into the other runs' folders, write DVCLive curves and metrics records
 
-A trained method stays in memory for every run that shares it: nothing is re-read from disk.
+Why processes and one thread each: a prompt-learning step is hundreds of small ops (a 4-block text tower over
+a few hundred tokens), on which a second torch thread buys little (measured in BENCHMARKS.md), while the runs'
+trainings are independent. A training's numbers depend on its thread count, never on which process ran it or
+in which order, so the outputs are the same for every worker count (tests/test_runner.py checks 1 vs 2).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,36 +130,108 @@ def scorer(training: Training, art: Artifacts) -> Callable[[str, list[int] | Non
     return score
 
 
-def run_method(params, name: str, clip: FrozenCLIP, art: Artifacts, out: Path, metrics: Path, curves: Path) -> None:
-    """Every run of `name`: prompts under `out`, metrics records under `metrics`, DVCLive curves under `curves`
-    (each run in its `Run.where` folder)."""
-    from dvclive import Live
+@dataclass
+class Group:
+    """The runs sharing one training (plan order; runs[0] trains and holds the prompt) and their config."""
 
-    trainings: dict[str, Training] = {}  # training key -> the one training all runs with that key share
-    machine = environment(str(clip.device))  # recorded with every run: results from other hardware show
+    runs: list[Run]
+    cfg: object
+
+    def cost(self, art: Artifacts) -> float:
+        """A rough size of the training, to start the largest first (the order decides speed, not results)."""
+        run = self.runs[0]
+        n_classes = len(art.class_set(run.dataset))
+        classes = len(protocol_classes(run.trains_on_base, n_classes))
+        return float(getattr(self.cfg, "epochs", 1)) * run.shots * classes * classes
+
+
+def plan_groups(params, name: str) -> list[Group]:
+    """The method's runs grouped by training_key, groups in the order of their first run."""
+    groups: dict[str, Group] = {}
     for run in plan_runs(params, name):
         cfg = run_config(run, getattr(params, name), params.eval.few_shot.epochs)
-        key = run.training_key(cfg)
-        if key in trainings:
-            shutil.copytree(out / trainings[key].where, out / run.where)  # every run folder holds its prompt
-        else:
-            with Live(dir=str(curves / run.where), save_dvc_exp=False, dvcyaml=None, report=None) as live:
-                def log(epoch: int, record: dict) -> None:
-                    for k in ("loss", "acc", "lr"):
-                        live.log_metric(f"train/{k}", record[k])
-                    live.next_step()
+        groups.setdefault(run.training_key(cfg), Group([], cfg)).runs.append(run)
+    return list(groups.values())
 
-                method, classes, n_train = train_run(run, name, cfg, clip, art, log)
-            save_prompt(out / run.where, method, classes, {"protocol": run.protocol, "dataset": run.dataset,
-                                                           "seed": run.seed, "shots": run.shots, "n_train": n_train})
-            trainings[key] = Training(run.where, method, classes)
-        training = trainings[key]
-        result = evaluate_run(run.protocol, run.dataset, run.targets, len(art.class_set(run.dataset)),
-                              scorer(training, art))
-        write_json(metrics / f"{run.where}.json", {**run_record(run, name, training.where, result),
-                                                    "environment": machine})
-        accs = result.get("targets") or result
-        print(f"{run.where} {name}: " + ", ".join(f"{k} {v['acc']:.2f}" for k, v in accs.items() if v))
+
+@dataclass
+class GroupResult:
+    history: list[dict]  # per-epoch training records of the one training (DVCLive curves)
+    results: list[dict]  # evaluate_run's result per run of the group, in its order
+
+
+# What a worker needs besides its Group: set once in the parent, inherited by the forked workers.
+_CONTEXT: dict = {}
+
+
+def train_group(group: Group) -> GroupResult:
+    """Train a group's training once, save its prompt under the first run's folder, score every run."""
+    name, clip, art, out = (_CONTEXT[k] for k in ("name", "clip", "art", "out"))
+    first, history = group.runs[0], []
+    method, classes, n_train = train_run(first, name, group.cfg, clip, art,
+                                         lambda epoch, record: history.append(record))
+    save_prompt(out / first.where, method, classes, {"protocol": first.protocol, "dataset": first.dataset,
+                                                     "seed": first.seed, "shots": first.shots, "n_train": n_train})
+    score = scorer(Training(first.where, method, classes), art)
+    results = [evaluate_run(run.protocol, run.dataset, run.targets, len(art.class_set(run.dataset)), score)
+               for run in group.runs]
+    return GroupResult(history, results)
+
+
+def worker_count(clip: FrozenCLIP, n_groups: int) -> int:
+    """One process per CPU this process may use (at most one per group); 1 on an accelerator, where a single
+    process keeps the device busy and CUDA cannot be forked."""
+    if clip.device.type != "cpu":
+        return 1
+    return max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
+                      n_groups))
+
+
+def train_groups(groups: list[Group], workers: int) -> list[GroupResult]:
+    """train_group for every group, in `workers` forked processes (in this one for 1); results in group order."""
+    if workers == 1:
+        return [train_group(g) for g in groups]
+    order = sorted(range(len(groups)), key=lambda i: -groups[i].cost(_CONTEXT["art"]))
+    # fork: the workers inherit the loaded CLIP and artifacts (no re-import, no re-load). Safe here because
+    # this process runs torch on one thread, so no OpenMP pool exists to be broken by the fork.
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        done = pool.map(train_group, [groups[i] for i in order], chunksize=1)
+    results: list[GroupResult | None] = [None] * len(groups)
+    for i, result in zip(order, done):
+        results[i] = result
+    return results
+
+
+def run_method(params, name: str, clip: FrozenCLIP, art: Artifacts, out: Path, metrics: Path, curves: Path,
+               workers: int | None = None) -> None:
+    """Every run of `name`: prompts under `out`, metrics records under `metrics`, DVCLive curves under `curves`
+    (each run in its `Run.where` folder). `workers`: processes training at once (default worker_count)."""
+    from dvclive import Live
+
+    groups = plan_groups(params, name)
+    if clip.device.type == "cpu":
+        torch.set_num_threads(1)  # in this process and the workers it forks (module docstring)
+    workers = workers or worker_count(clip, len(groups))
+    _CONTEXT.update(name=name, clip=clip, art=art, out=out)
+    try:
+        done = train_groups(groups, workers)
+    finally:
+        _CONTEXT.clear()
+    machine = environment(str(clip.device))  # recorded with every run: results from other hardware show
+    for group, result in zip(groups, done):
+        first = group.runs[0]
+        with Live(dir=str(curves / first.where), save_dvc_exp=False, dvcyaml=None, report=None) as live:
+            for record in result.history:
+                for k in ("loss", "acc", "lr"):
+                    live.log_metric(f"train/{k}", record[k])
+                live.next_step()
+        for run, res in zip(group.runs, result.results):
+            if run is not first:
+                shutil.copytree(out / first.where, out / run.where)  # every run folder holds its prompt
+            write_json(metrics / f"{run.where}.json", {**run_record(run, name, first.where, res),
+                                                        "environment": machine})
+            accs = res.get("targets") or res
+            print(f"{run.where} {name}: " + ", ".join(f"{k} {v['acc']:.2f}" for k, v in accs.items() if v))
 
 
 def run_record(run: Run, name: str, trained_in: Path, result: dict) -> dict:

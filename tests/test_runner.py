@@ -4,6 +4,8 @@ scores are computed once for all the runs sharing it (runner.scorer)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -130,3 +132,57 @@ def test_runs_of_one_training_score_each_test_split_once(monkeypatch):
     closed = runner.Training("c", type("M", (), {"open_vocabulary": False})(), Art().class_set("src").subset([0, 1]))
     b2n = evaluate_run("base2new", "src", (), 4, runner.scorer(closed, Art()))
     assert b2n["new"] is None and b2n["base"]["correct"] == 6 and len(calls) == 6
+
+
+def _tree(root) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_run_method_writes_the_same_bytes_for_any_worker_count(tmp_path, monkeypatch, frozen_clip):
+    """The run stage trains its groups in forked worker processes: outputs (prompts, metrics records, curves)
+    are byte-identical with one process and with two, and runs sharing a training share its prompt."""
+    from promptlab.clip.extract import extract_split
+    from promptlab.data.registry import DATASETS
+    from promptlab.data.shards import write_shards
+    from promptlab.data.synthetic import write_world
+    from promptlab.io import read_json
+    from promptlab.prompts.bank import build_class_set
+    from promptlab.runner import plan_groups, run_method
+
+    monkeypatch.chdir(tmp_path)  # checkpoints go to ./data/checkpoints
+    root, shards, feats, banks = (tmp_path / d for d in ("raw", "shards", "features", "prompts"))
+    write_world(root, seed=0, image_size=32, train_per_class=2, val_per_class=1, test_per_class=1,
+                shifted_domains=[])
+    (shards / "synthetic").mkdir(parents=True)
+    write_shards(DATASETS["synthetic"], root, shards / "synthetic", shots=2, seeds=[1, 2], maxcount=200,
+                 log=lambda _: None)
+    for split, views in (("train", 2), ("val", 1), ("test", 1)):
+        tensors, keys = extract_split(frozen_clip.loaded, shards / "synthetic", split, n_views=views, seed=0,
+                                      batch_size=64, patches=False)
+        save_tensors(feats / "synthetic" / f"{split}.safetensors", tensors, {"keys": keys})
+    names = read_json(shards / "synthetic" / "classnames.json")
+    with torch.no_grad():
+        classes = build_class_set(frozen_clip.text, names, "a photo of a {}.", ensembles=())
+    save_tensors(banks / "synthetic" / "bank.safetensors", classes.tensors(),
+                 {"classnames": names, "template": classes.template})
+    art = Artifacts(shards, feats, banks)
+    p = validate_params({"data": {"shots": 2, "seeds": [1, 2]}, "coop": {"epochs": 3, "batch_size": 8},
+                         "eval": {"protocols": ["base2new", "few_shot"], "few_shot": {
+                             "shots": [1, 2], "methods": ["coop"], "epochs": {1: 2, 2: 3}}}})
+    groups = plan_groups(p, "coop")
+    assert [[str(r.where) for r in g.runs] for g in groups][:2] == [["base2new/synthetic/seed1"],
+                                                                     ["base2new/synthetic/seed2"]]
+    assert len(groups) == 6  # 2 seeds x (base2new, 1 shot, 2 shots): nothing shared without domain_shift
+    trees = []
+    for workers in (1, 2):
+        out, metrics, curves = (tmp_path / f"w{workers}" / d for d in ("out", "metrics", "curves"))
+        run_method(p, "coop", frozen_clip, art, out, metrics, curves, workers=workers)
+        trees.append({d: _tree(tmp_path / f"w{workers}" / d) for d in ("out", "metrics", "curves")})
+    assert trees[0] == trees[1]
+    records = {k: json.loads(v) for k, v in trees[0]["metrics"].items()}
+    assert sorted(records) == sorted(f"{r.where.as_posix()}.json" for g in groups for r in g.runs)
+    assert all(r["base"]["total"] > 0 for k, r in records.items() if k.startswith("base2new"))
+    assert len([k for k in trees[0]["out"] if k.endswith("prompt.safetensors")]) == 6
+    # seeds train differently (the workers did not all run the same training)
+    assert trees[0]["out"]["base2new/synthetic/seed1/prompt.safetensors"] != \
+        trees[0]["out"]["base2new/synthetic/seed2/prompt.safetensors"]

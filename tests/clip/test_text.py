@@ -42,3 +42,26 @@ def test_encode_tokens_pools_the_eot_row_of_its_token_outputs(frozen_clip):
     assert tokens.shape == (2, int(eot.max()) + 1, frozen_clip.embed_dim)
     torch.testing.assert_close(pooled, tokens[torch.arange(2), eot])
     torch.testing.assert_close(pooled, plain)
+
+
+def test_shared_prefix_equals_the_full_prompts_with_gradients(frozen_clip):
+    """encode_shared_prefix(prefix, suffix) = encode_embeddings(cat(prefix_g, suffix_c)) for every group g
+    and class c, features and gradients, with class names of different token lengths."""
+    text = frozen_clip.text
+    assert text.can_share_prefix
+    names = ["red circle", "x", "a very long purple hexagon name"]
+    ids = text.tokenize([f"a photo of a {n}." for n in names])
+    emb, eot = text.embed(ids), ids.argmax(dim=-1)
+    torch.manual_seed(0)
+    ctx = (emb[0, 1:5] + 0.1 * torch.randn(2, 4, text.width)).requires_grad_(True)  # G = 2 contexts
+    prefix = torch.cat([emb[:1, :1].expand(2, -1, -1), ctx], dim=1)  # [2, 5, w]: SOS + context
+    shared = text.encode_shared_prefix(prefix, emb[:, 5:], eot)  # [2, 3, D]
+    (g_shared,) = torch.autograd.grad(shared.square().sum(), ctx)
+    full = torch.stack([text.encode_embeddings(torch.cat([prefix[g:g + 1].expand(3, -1, -1), emb[:, 5:]], dim=1),
+                                               eot) for g in range(2)])
+    (g_full,) = torch.autograd.grad(full.square().sum(), ctx)
+    assert shared.shape == (2, 3, frozen_clip.embed_dim)
+    torch.testing.assert_close(shared, full, rtol=1e-5, atol=1e-5)
+    # float32 rounding of two summation orders: relative to the gradient's size, not element by element
+    assert float((g_shared - g_full).norm() / g_full.norm()) < 1e-5
+    assert not torch.allclose(shared[0], shared[1])  # the two contexts give different features

@@ -46,11 +46,14 @@ def test_zero_meta_net_gives_coop_logits(frozen_clip, class_set, position):
                                    rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("shared", [True, False])  # each image's prefix once, or every prompt whole
 @pytest.mark.parametrize("chunk_size", [1, 5, 7, 13])  # inside one image, straddling images, odd sizes
-def test_chunking_does_not_change_logits(frozen_clip, class_set, chunk_size):
+def test_chunking_does_not_change_logits(frozen_clip, class_set, chunk_size, shared, monkeypatch):
     method, batch = _cocoop(frozen_clip, class_set), _batch(n=3)
     with torch.no_grad():
-        whole = method.logits(batch, class_set)
+        whole = method.logits(batch, class_set)  # the shared-prefix path, one call
+        assert method.shares_prefix()
+        monkeypatch.setattr(CoCoOp, "shares_prefix", lambda self: shared)
         method.cfg = method.cfg.model_copy(update={"chunk_size": chunk_size})
         torch.testing.assert_close(method.logits(batch, class_set), whole, rtol=1e-5, atol=1e-5)
 

@@ -15,7 +15,9 @@ official code uses batch 1; here real batches work: the B·C prompts are encoded
 once. In evaluation (no_grad) this bounds memory by chunk_size whatever the batch and class count; in training
 autograd keeps every chunk's activations until backward, so training memory grows with batch_size · C (batch 1
 is the low-memory setting). "middle"/"front" positions assemble prompts with a Python loop over classes per
-image (CoOp's code): correct, but slower than "end" for many classes.
+image (CoOp's code): correct, but slower than "end" for many classes. With the class name at the end
+(the default) an image's [SOS][v + π(x)] starts all its C prompts and is encoded once for them
+(clip/text.py, encode_shared_prefix); a text-encoder call then takes chunk_size // C images.
 """
 
 from __future__ import annotations
@@ -54,11 +56,23 @@ class CoCoOp(CoOp):
     def logits(self, batch: Batch, classes: ClassSet, cached: torch.Tensor | None = None) -> torch.Tensor:
         feats = batch.features.float()  # [B, D] L2-normalised
         pi = self.meta_net(feats)  # [B, w]: the instance-conditional token π(x)
+        if self.shares_prefix():
+            return self.clip.logit_scale * self._shared_prefix_scores(classes, feats, pi)
         # Score each chunk as soon as it is encoded: only B·C scalars accumulate, never [B, C, D] features
         # (with 1000 classes and an evaluation batch of 1024 those would be 2 GB).
         scores = [(F.normalize(w.float(), dim=-1) * feats[rows // len(classes)]).sum(dim=-1)  # [n]
                   for rows, w in self._encoded_chunks(classes, pi)]
         return self.clip.logit_scale * torch.cat(scores).view(len(feats), len(classes))  # [B, C]
+
+    def _shared_prefix_scores(self, classes: ClassSet, feats: torch.Tensor, pi: torch.Tensor) -> torch.Tensor:
+        """cos(f_b, w_{b,c}) [B, C] when the class name ends the prompt: image b's [SOS][v + π(x_b)] is
+        encoded once for all its classes (clip/text.py, encode_shared_prefix), chunk_size // C images per
+        text-encoder call (at least one)."""
+        prefix, suffix = self.shared_prompt_parts(classes, self.ctx + pi[:, None])  # [B, 1 + M, w], [C, s, w]
+        eot, per = self.tokens(classes).eot, max(1, self.cfg.chunk_size // len(classes))
+        rows = [(F.normalize(self.clip.text.encode_shared_prefix(prefix[b:b + per], suffix, eot).float(), dim=-1)
+                 * feats[b:b + per, None]).sum(dim=-1) for b in range(0, len(feats), per)]  # [n, C] each
+        return torch.cat(rows)
 
     def _encoded_chunks(self, classes: ClassSet, pi: torch.Tensor):
         """Yield (rows [n], features [n, D]) over the B·C prompts with context ctx + pi[b], walked image-major

@@ -83,6 +83,23 @@ class CoOp(PromptMethod):
             rows.append(torch.cat(parts, dim=0))
         return torch.stack(rows), tok.eot
 
+    def shares_prefix(self) -> bool:
+        """[SOS][v_1 .. v_M] starts every class's prompt (one context, class name at the end): the text
+        encoder then runs those M + 1 positions once for all classes (clip/text.py, encode_shared_prefix)."""
+        return self.cfg.class_token_position == "end" and not self.cfg.class_specific and \
+            self.clip.text.can_share_prefix
+
+    def shared_prompt_parts(self, classes: ClassSet, ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(prefix [G, 1 + M, w] = [SOS][ctx_g], suffix [C, L - 1 - M, w]) for G contexts ctx [G, M, w]."""
+        emb = self.tokens(classes).embeddings
+        sos = emb[:1, :1].expand(len(ctx), -1, -1)
+        return torch.cat([sos, ctx.to(emb.dtype)], dim=1), emb[:, 1 + ctx.shape[1]:]
+
     def text_features(self, classes: ClassSet) -> torch.Tensor:
-        x, eot = self.prompt_embeddings(classes, self.context_for(classes))
-        return F.normalize(self.clip.text.encode_embeddings(x, eot).float(), dim=-1)
+        if self.shares_prefix():
+            prefix, suffix = self.shared_prompt_parts(classes, self.ctx.unsqueeze(0))
+            feats = self.clip.text.encode_shared_prefix(prefix, suffix, self.tokens(classes).eot)[0]  # [C, D]
+        else:
+            x, eot = self.prompt_embeddings(classes, self.context_for(classes))
+            feats = self.clip.text.encode_embeddings(x, eot)
+        return F.normalize(feats.float(), dim=-1)
