@@ -179,12 +179,12 @@ def train_group(group: Group) -> GroupResult:
 
 
 def worker_count(clip: FrozenCLIP, n_groups: int) -> int:
-    """One process per CPU this process may use (at most one per group); 1 on an accelerator, where a single
-    process keeps the device busy and CUDA cannot be forked."""
-    if clip.device.type != "cpu":
+    """One process per CPU this process may use (at most one per group) on Linux; 1 on an accelerator (a single
+    process keeps the device busy, and CUDA cannot be forked) and on other systems, where forking a process
+    that has loaded torch is not safe (macOS). The count changes the speed, never the outputs."""
+    if clip.device.type != "cpu" or not hasattr(os, "sched_getaffinity"):
         return 1
-    return max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
-                      n_groups))
+    return max(1, min(len(os.sched_getaffinity(0)), n_groups))
 
 
 def train_groups(groups: list[Group], workers: int) -> list[GroupResult]:
