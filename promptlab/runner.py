@@ -192,8 +192,8 @@ def train_groups(groups: list[Group], workers: int) -> list[GroupResult]:
     if workers == 1:
         return [train_group(g) for g in groups]
     order = sorted(range(len(groups)), key=lambda i: -groups[i].cost(_CONTEXT["art"]))
-    # fork: the workers inherit the loaded CLIP and artifacts (no re-import, no re-load). Safe here because
-    # this process runs torch on one thread, so no OpenMP pool exists to be broken by the fork.
+    # fork: the workers inherit the loaded CLIP and artifacts (no re-import, no re-load). What breaks after a
+    # fork is entering an OpenMP parallel region; the workers inherit one torch thread and never enter one.
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         done = pool.map(train_group, [groups[i] for i in order], chunksize=1)
     results: list[GroupResult | None] = [None] * len(groups)
