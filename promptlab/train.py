@@ -5,7 +5,8 @@ order and draws one of its V pre-encoded augmented views (this keeps CoOp's augm
 running the image tower). Methods that train on pixels get a pixel source instead (same interface:
 `epoch(e)` yields Batches). SGD with momentum, constant-lr warm-up then cosine decay stepped per epoch. Every
 batch is moved to the method's device. A checkpoint after every epoch (learned tensors, momentum, the CPU and
-CUDA RNG states) lets an interrupted run resume to the same result."""
+CUDA RNG states, the epochs' records so far) lets an interrupted run resume to the same result and the same
+per-epoch records (the resumed run reports the epochs before the interruption first, as they were logged)."""
 
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ class FeatureSource:
             yield make_batch(self.data, idx, views, self.patches)
 
 
-def _checkpoint(path: Path, method: PromptMethod, opt: torch.optim.Optimizer, epoch: int) -> None:
+def _checkpoint(path: Path, method: PromptMethod, opt: torch.optim.Optimizer, history: list[dict]) -> None:
     tensors = {f"method.{k}": v for k, v in method.learned_state().items()}
     for i, (p, state) in enumerate(((p, opt.state.get(p, {})) for p in method.parameters() if p.requires_grad)):
         if "momentum_buffer" in state and state["momentum_buffer"] is not None:
@@ -71,10 +72,11 @@ def _checkpoint(path: Path, method: PromptMethod, opt: torch.optim.Optimizer, ep
     tensors["rng.torch"] = torch.get_rng_state()  # stochastic methods (sampling, mixup) resume exactly
     if method.device.type == "cuda":  # draws made on the GPU (e.g. torch.randn(..., device=cuda)) too
         tensors["rng.cuda"] = torch.cuda.get_rng_state(method.device)
-    save_tensors(path, tensors, {"epoch": epoch})
+    save_tensors(path, tensors, {"epoch": history[-1]["epoch"], "history": history})  # floats round-trip exactly
 
 
-def _resume(path: Path, method: PromptMethod, opt: torch.optim.Optimizer) -> int:
+def _resume(path: Path, method: PromptMethod, opt: torch.optim.Optimizer) -> tuple[int, list[dict]]:
+    """Restore a checkpoint; returns (the next epoch, the records of the epochs it holds)."""
     tensors, meta = load_tensors(path)
     method.load_state_dict({k.removeprefix("method."): v for k, v in tensors.items() if k.startswith("method.")})
     for i, p in enumerate(p for p in method.parameters() if p.requires_grad):
@@ -83,7 +85,7 @@ def _resume(path: Path, method: PromptMethod, opt: torch.optim.Optimizer) -> int
     torch.set_rng_state(tensors["rng.torch"])
     if "rng.cuda" in tensors and method.device.type == "cuda":
         torch.cuda.set_rng_state(tensors["rng.cuda"], method.device)
-    return int(meta["epoch"]) + 1
+    return int(meta["epoch"]) + 1, list(meta.get("history", []))
 
 
 def train(method: PromptMethod, data: TrainData, classes: ClassSet, cfg: TrainConfig, *, seed: int,
@@ -104,8 +106,9 @@ def train(method: PromptMethod, data: TrainData, classes: ClassSet, cfg: TrainCo
     source = source or FeatureSource(data, cfg.batch_size, seed, method.needs_patches)
     params = [p for p in method.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    start = _resume(checkpoint, method, opt) if checkpoint is not None and checkpoint.exists() else 0
-    history = []
+    start, history = _resume(checkpoint, method, opt) if checkpoint is not None and checkpoint.exists() else (0, [])
+    for record in history if on_epoch else ():  # a resumed run: the epochs before the interruption first
+        on_epoch(record["epoch"], record)
     method.train()
     for epoch in range(start, cfg.epochs):
         lr = lr_at(cfg, epoch)
@@ -128,7 +131,7 @@ def train(method: PromptMethod, data: TrainData, classes: ClassSet, cfg: TrainCo
         record = {"epoch": epoch, "lr": lr, "loss": total_loss / seen, "acc": 100.0 * correct / seen}
         history.append(record)
         if checkpoint is not None:
-            _checkpoint(checkpoint, method, opt, epoch)
+            _checkpoint(checkpoint, method, opt, history)
         if on_epoch:
             on_epoch(epoch, record)
     method.finish_training()

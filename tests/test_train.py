@@ -53,7 +53,7 @@ def test_resume_after_interruption_equals_uninterrupted(frozen_clip, class_set, 
     data = _data(class_set)
     torch.manual_seed(0)
     full = NoisyCoOp(cfg, frozen_clip, class_set)
-    train(full, data, class_set, cfg, seed=3)
+    full_history = train(full, data, class_set, cfg, seed=3)
 
     ckpt = tmp_path / "ckpt.safetensors"
     torch.manual_seed(0)
@@ -72,9 +72,12 @@ def test_resume_after_interruption_equals_uninterrupted(frozen_clip, class_set, 
         pass
     torch.manual_seed(123)  # a fresh process: whatever RNG state; the checkpoint must restore it
     resumed = NoisyCoOp(cfg, frozen_clip, class_set)
-    history = train(resumed, data, class_set, cfg, seed=3, checkpoint=ckpt)
-    assert [h["epoch"] for h in history] == [2, 3]
+    logged = []
+    history = train(resumed, data, class_set, cfg, seed=3, checkpoint=ckpt,
+                    on_epoch=lambda epoch, record: logged.append(record))
     assert torch.equal(resumed.ctx, full.ctx)
+    # the records (the run's DVCLive curve) are the uninterrupted run's, epochs 0-1 replayed from the checkpoint
+    assert history == logged == full_history and [h["epoch"] for h in history] == [0, 1, 2, 3]
 
 
 def test_non_finite_loss_names_method_epoch_and_step(frozen_clip, class_set):
