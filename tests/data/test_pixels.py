@@ -100,7 +100,7 @@ def test_pixel_training_resumes_exactly_gpa_included(frozen_clip, loaded_clip, s
         return PromptSRC(cfg, frozen_clip, classes)
 
     full = fresh(0)
-    train(full, data, classes, cfg, seed=1, source=source)
+    full_history = train(full, data, classes, cfg, seed=1, source=source)
 
     class Stop(Exception):
         pass
@@ -114,7 +114,7 @@ def test_pixel_training_resumes_exactly_gpa_included(frozen_clip, loaded_clip, s
         train(fresh(0), data, classes, cfg, seed=1, checkpoint=ckpt, source=source, on_epoch=stop_after_epoch_1)
     resumed = fresh(5)  # other init: everything must come from the checkpoint
     history = train(resumed, data, classes, cfg, seed=1, checkpoint=ckpt, source=source)
-    assert [h["epoch"] for h in history] == [2]
+    assert history == full_history and [h["epoch"] for h in history] == [0, 1, 2]  # epochs 0-1 from the checkpoint
     for (name, a), (_, b) in zip(full.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(a, b), name
     assert any(k.startswith("gpa_sum.") for k in full.state_dict())
