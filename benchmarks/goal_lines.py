@@ -18,8 +18,9 @@ UNTRAINED = {"zeroshot", "cupl", "linear_probe"}  # no prompt training (the prob
 
 def goal_lines(tables: Path) -> list[tuple[str, str, bool]]:
     b2n = {r["method"]: r for r in pl.read_csv(tables / "base2new.csv").filter(dataset="average").iter_rows(named=True)}
-    few = {r["method"]: r for r in pl.read_csv(tables / "few_shot.csv").filter(dataset="synthetic").iter_rows(named=True)}
-    shots = [c for c in pl.read_csv(tables / "few_shot.csv").columns if c.isdigit()]
+    few_table = pl.read_csv(tables / "few_shot.csv")
+    few = {r["method"]: r for r in few_table.filter(dataset="synthetic").iter_rows(named=True)}
+    shots = [c for c in few_table.columns if c.isdigit()]  # "1", "2", ... in table order
     zs, coop, lp = b2n["zeroshot"], b2n["coop"], few["linear_probe"]
     zs_all = few["zeroshot"][shots[-1]]
     curve = [few["coop"][k] for k in shots]
