@@ -1,13 +1,16 @@
 """The proxy-world goal lines (the phenomena real CLIP shows, which the default synthetic world must reproduce),
 checked against the committed metrics tables: one line per goal with its numbers and whether it holds.
 
-    uv run python benchmarks/goal_lines.py [--tables metrics/tables]
+    uv run python benchmarks/goal_lines.py [--tables metrics/tables] [--timings benchmarks/results/pipeline.json]
 
-Exit code 1 when a line does not hold. Reads base2new.csv and few_shot.csv (mean and sample std over seeds)."""
+Exit code 1 when a line does not hold. Reads base2new.csv and few_shot.csv (mean and sample std over seeds),
+and the time lines from a benchmarks/pipeline.py result (fresh clone, this machine): the fresh `dvc repro`
+and the slowest of its no-op repros."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -43,10 +46,22 @@ def goal_lines(tables: Path) -> list[tuple[str, str, bool]]:
     ]
 
 
+def time_lines(timings: Path) -> list[tuple[str, str, bool]]:
+    t = json.loads(timings.read_text())
+    noop = t.get("repro_noop_all_s", [t["repro_noop_s"]])
+    return [
+        ("fresh dvc repro <= 600 s", f"{t['repro_fresh_s']:.1f} s ({timings.name}, {t['commit'][:7]})",
+         t["repro_fresh_s"] <= 600),
+        ("no-op dvc repro <= 3 s", " / ".join(f"{s:.2f}" for s in noop) + " s", max(noop) <= 3),
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--tables", default="metrics/tables")
-    lines = goal_lines(Path(ap.parse_args().tables))
+    ap.add_argument("--timings", default="benchmarks/results/pipeline.json")
+    args = ap.parse_args()
+    lines = goal_lines(Path(args.tables)) + time_lines(Path(args.timings))
     for name, figures, ok in lines:
         print(f"{'met ' if ok else 'MISS'}  {name}: {figures}")
     sys.exit(0 if all(ok for *_, ok in lines) else 1)
