@@ -1,6 +1,9 @@
-"""The method pages under docs/methods/ stay true to the code: for the three papers whose full texts we did not
-have, every params key of the method's block is in its "Our reading" table, every key the table names exists,
-and the defaults the table states are the schema's defaults."""
+"""The docs stay true to the code and the committed results.
+
+- The method pages under docs/methods/: for the three papers whose full texts we did not have, every params
+  key of the method's block is in its "Our reading" table, every key the table names exists, and the
+  defaults the table states are the schema's defaults.
+- README's result tables are the committed metrics/tables, cell for cell."""
 
 from __future__ import annotations
 
@@ -16,7 +19,9 @@ from promptlab.methods.base_config import TrainConfig
 
 METHOD_CONFIGS = {name: spec.config for name, spec in methods().items()}
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+REPO = Path(__file__).resolve().parents[1]
+DOCS = REPO / "docs"
+TABLES = REPO / "metrics" / "tables"
 SHARED = set(TrainConfig.model_fields) - {"epochs", "batch_size", "lr"}  # the loop's defaults: baselines.md
 
 
@@ -56,3 +61,32 @@ def test_the_stated_defaults_are_the_schemas(method):
         for key, value in zip(keys, values):
             assert fields[key].default == pytest.approx(value) if isinstance(value, float) else \
                 fields[key].default == value, (method, key, cell)
+
+
+def table_rows(text: str, header: str) -> dict[str, list[str]]:
+    """{method: its cells after the method column} of the first markdown table in `text` under `header`."""
+    lines = text.split(header + "\n", 1)[1].splitlines()[1:]  # skip the |---| line
+    rows = {}
+    for line in lines:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_readme_base2new_excerpt_is_the_committed_table():
+    header = "| method | seeds | base | new | HM |"
+    readme = table_rows((REPO / "README.md").read_text(), header)
+    committed = table_rows((TABLES / "base2new.md").read_text().split("## Average", 1)[1], header)
+    assert readme == committed
+
+
+def test_readme_few_shot_table_is_the_committed_tables():
+    """README's few-shot table: metrics/tables/few_shot.md (without its seeds column) plus the synthetic_shapes
+    column of metrics/tables/cross_dataset.md."""
+    shots = "| 1 shot | 2 shots | 4 shots | 8 shots | 16 shots |"
+    readme = table_rows((REPO / "README.md").read_text(), "| method " + shots + " → synthetic_shapes |")
+    few = table_rows((TABLES / "few_shot.md").read_text(), "| method | seeds " + shots)
+    cross = table_rows((TABLES / "cross_dataset.md").read_text(), "| method | seeds | synthetic (source) | synthetic_shapes |")
+    assert readme == {m: cells[1:] + [cross[m][2]] for m, cells in few.items()}
