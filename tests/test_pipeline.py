@@ -122,3 +122,8 @@ def test_dvc_parses_yaml_with_ruamels_c_loader():
 
     assert CParser is not None, "ruamel.yaml.clib is not installed: uv sync --frozen"
     assert YAML(typ="safe").Parser is CParser  # the loader dvc/utils/serialize/_yaml.py asks for
+    # ...and it reads the project's files, and the YAML 1.1/1.2 corner cases a params value may hit, exactly as
+    # the pure-Python parser does (same types: 1e-4 a float, yes/on strings, 0o10 octal)
+    corners = "a: 1e-4\nb: yes\nc: on\nd: 0o10\ne: 010\nf: 1_000\ng: .inf\nh: ~\n"
+    for text in [corners] + [(REPO / name).read_text() for name in ("params.yaml", "dvc.yaml", "dvc.lock")]:
+        assert YAML(typ="safe").load(text) == YAML(typ="safe", pure=True).load(text)
