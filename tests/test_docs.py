@@ -3,7 +3,8 @@
 - The method pages under docs/methods/: for the three papers whose full texts we did not have, every params
   key of the method's block is in its "Our reading" table, every key the table names exists, and the
   defaults the table states are the schema's defaults.
-- README's result tables are the committed metrics/tables, cell for cell."""
+- README's result tables are the committed metrics/tables, cell for cell.
+- Every file or folder of the project that README, BENCHMARKS.md or docs/ names exists."""
 
 from __future__ import annotations
 
@@ -90,3 +91,15 @@ def test_readme_few_shot_table_is_the_committed_tables():
     few = table_rows((TABLES / "few_shot.md").read_text(), "| method | seeds " + shots)
     cross = table_rows((TABLES / "cross_dataset.md").read_text(), "| method | seeds | synthetic (source) | synthetic_shapes |")
     assert readme == {m: cells[1:] + [cross[m][2]] for m, cells in few.items()}
+
+
+PROJECT_PATH = re.compile(r"\b(?:promptlab|stages|tests|configs)/[A-Za-z0-9_./-]*[A-Za-z0-9_/]")
+
+
+def test_every_project_path_the_docs_name_exists():
+    """A file that moved (e.g. promptlab/protocols.py, split into runs.py, artifacts.py, runner.py) must take
+    its mentions with it; patterns such as `promptlab/methods/<name>/` are skipped."""
+    pages = [REPO / "README.md", REPO / "BENCHMARKS.md", *sorted(DOCS.rglob("*.md"))]
+    missing = {(page.name, m.group()) for page in pages for m in PROJECT_PATH.finditer(page.read_text())
+               if page.read_text()[m.end():m.end() + 1] not in "<*" and not (REPO / m.group()).exists()}
+    assert not missing
