@@ -26,15 +26,20 @@ TABLES = REPO / "metrics" / "tables"
 SHARED = set(TrainConfig.model_fields) - {"epochs", "batch_size", "lr"}  # the loop's defaults: baselines.md
 
 
+def cells(line: str) -> list[str]:
+    """The stripped cells of one markdown table row."""
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
 def reading_rows(method: str) -> list[tuple[list[str], str]]:
     """(keys, default cell) of each row of the page's "Our reading" table that names keys."""
     text = (DOCS / "methods" / f"{method}.md").read_text()
     table = text.split("## Our reading", 1)[1]
     rows = []
     for line in table.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) >= 3 and cells[1].startswith("`"):
-            rows.append((re.findall(r"`([a-z_0-9]+)`", cells[1]), cells[2]))
+        row = cells(line)
+        if len(row) >= 3 and row[1].startswith("`"):
+            rows.append((re.findall(r"`([a-z_0-9]+)`", row[1]), row[2]))
     return rows
 
 
@@ -71,8 +76,8 @@ def table_rows(text: str, header: str) -> dict[str, list[str]]:
     for line in lines:
         if not line.startswith("|"):
             break
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        rows[cells[0]] = cells[1:]
+        method, *rest = cells(line)
+        rows[method] = rest
     return rows
 
 
@@ -90,7 +95,7 @@ def test_readme_few_shot_table_is_the_committed_tables():
     readme = table_rows((REPO / "README.md").read_text(), "| method " + shots + " → synthetic_shapes |")
     few = table_rows((TABLES / "few_shot.md").read_text(), "| method | seeds " + shots)
     cross = table_rows((TABLES / "cross_dataset.md").read_text(), "| method | seeds | synthetic (source) | synthetic_shapes |")
-    assert readme == {m: cells[1:] + [cross[m][2]] for m, cells in few.items()}
+    assert readme == {m: row[1:] + [cross[m][2]] for m, row in few.items()}
 
 
 PROJECT_PATH = re.compile(r"\b(?:promptlab|stages|tests|configs)/[A-Za-z0-9_./-]*[A-Za-z0-9_/]")
