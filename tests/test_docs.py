@@ -94,7 +94,8 @@ def test_readme_few_shot_table_is_the_committed_tables():
     shots = "| 1 shot | 2 shots | 4 shots | 8 shots | 16 shots |"
     readme = table_rows((REPO / "README.md").read_text(), "| method " + shots + " → synthetic_shapes |")
     few = table_rows((TABLES / "few_shot.md").read_text(), "| method | seeds " + shots)
-    cross = table_rows((TABLES / "cross_dataset.md").read_text(), "| method | seeds | synthetic (source) | synthetic_shapes |")
+    cross = table_rows((TABLES / "cross_dataset.md").read_text(),
+                       "| method | seeds | synthetic (source) | synthetic_shapes |")
     assert readme == {m: row[1:] + [cross[m][2]] for m, row in few.items()}
 
 

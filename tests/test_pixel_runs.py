@@ -3,17 +3,13 @@ the recorded draw's pixels, scores the test shards, and its saved prompt reloads
 
 from __future__ import annotations
 
-import torch
+from miniature import shards_and_bank
 
 from promptlab.artifacts import Artifacts
 from promptlab.data.pixels import PixelOptions
-from promptlab.data.registry import DATASETS
-from promptlab.data.shards import read_manifest, write_shards
-from promptlab.data.synthetic import write_world
+from promptlab.data.shards import read_manifest
 from promptlab.evaluate import evaluate_run
-from promptlab.io import read_json, save_tensors
 from promptlab.methods.ivlp.config import IVLPConfig
-from promptlab.prompts.bank import build_class_set
 from promptlab.runner import Training, scorer, train_run
 from promptlab.runs import Run
 from promptlab.saved_prompt import load_prompt, save_prompt
@@ -21,17 +17,7 @@ from promptlab.saved_prompt import load_prompt, save_prompt
 
 def test_ivlp_base2new_run_on_shards(tmp_path, monkeypatch, frozen_clip):
     monkeypatch.chdir(tmp_path)  # the run's checkpoint goes to ./data/checkpoints
-    root, shards, banks = tmp_path / "raw", tmp_path / "shards", tmp_path / "prompts"
-    write_world(root, seed=0, image_size=32, train_per_class=2, val_per_class=1, test_per_class=1,
-                shifted_domains=[])
-    (shards / "synthetic").mkdir(parents=True)
-    write_shards(DATASETS["synthetic"], root, shards / "synthetic", shots=1, seeds=[1], maxcount=40,
-                 log=lambda _: None)
-    names = read_json(shards / "synthetic" / "classnames.json")
-    with torch.no_grad():
-        classes = build_class_set(frozen_clip.text, names, "a photo of a {}.", ensembles=())
-    save_tensors(banks / "synthetic" / "bank.safetensors", classes.tensors(),
-                 {"classnames": names, "template": classes.template})
+    shards, banks, names = shards_and_bank(tmp_path, frozen_clip, shots=1, seeds=[1], maxcount=40)
     art = Artifacts(shards, tmp_path / "features", banks, PixelOptions(crop_scale_min=0.5))
     cfg = IVLPConfig(depth_text=2, depth_vision=2, epochs=1, batch_size=8, warmup_epochs=0)
     logged = []

@@ -140,31 +140,19 @@ def _tree(root) -> dict[str, bytes]:
 
 def test_run_method_writes_the_same_bytes_for_any_worker_count(tmp_path, monkeypatch, frozen_clip):
     """The run stage trains its groups in forked worker processes: outputs (prompts, metrics records, curves)
-    are byte-identical with one process and with two, and runs sharing a training share its prompt."""
+    are byte-identical with one process and with two."""
+    from miniature import shards_and_bank
+
     from promptlab.clip.extract import extract_split
-    from promptlab.data.registry import DATASETS
-    from promptlab.data.shards import write_shards
-    from promptlab.data.synthetic import write_world
-    from promptlab.io import read_json
-    from promptlab.prompts.bank import build_class_set
     from promptlab.runner import plan_groups, run_method
 
     monkeypatch.chdir(tmp_path)  # checkpoints go to ./data/checkpoints
-    root, shards, feats, banks = (tmp_path / d for d in ("raw", "shards", "features", "prompts"))
-    write_world(root, seed=0, image_size=32, train_per_class=2, val_per_class=1, test_per_class=1,
-                shifted_domains=[])
-    (shards / "synthetic").mkdir(parents=True)
-    write_shards(DATASETS["synthetic"], root, shards / "synthetic", shots=2, seeds=[1, 2], maxcount=200,
-                 log=lambda _: None)
+    shards, banks, _ = shards_and_bank(tmp_path, frozen_clip, shots=2, seeds=[1, 2], maxcount=200)
+    feats = tmp_path / "features"
     for split, views in (("train", 2), ("val", 1), ("test", 1)):
         tensors, keys = extract_split(frozen_clip.loaded, shards / "synthetic", split, n_views=views, seed=0,
                                       batch_size=64, patches=False)
         save_tensors(feats / "synthetic" / f"{split}.safetensors", tensors, {"keys": keys})
-    names = read_json(shards / "synthetic" / "classnames.json")
-    with torch.no_grad():
-        classes = build_class_set(frozen_clip.text, names, "a photo of a {}.", ensembles=())
-    save_tensors(banks / "synthetic" / "bank.safetensors", classes.tensors(),
-                 {"classnames": names, "template": classes.template})
     art = Artifacts(shards, feats, banks)
     p = validate_params({"data": {"shots": 2, "seeds": [1, 2]}, "coop": {"epochs": 3, "batch_size": 8},
                          "eval": {"protocols": ["base2new", "few_shot"], "few_shot": {
