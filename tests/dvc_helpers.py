@@ -22,9 +22,14 @@ ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.envi
        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
 
 
-def sh(cmd: list[str], cwd: Path, env: dict | None = None) -> str:
-    """Run a command, fail the test with its output tail if it fails; stdout + stderr."""
-    proc = subprocess.run(cmd, cwd=cwd, env=env or ENV, capture_output=True, text=True)
+def sh(cmd: list[str], cwd: Path, env: dict | None = None, timeout: float = 600) -> str:
+    """Run a command, fail the test with its output tail if it fails or outlives `timeout` seconds (killed then,
+    so a hung tool fails its test instead of the whole run); stdout + stderr."""
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, env=env or ENV, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        out = b"".join(x if isinstance(x, bytes) else x.encode() for x in (exc.stdout, exc.stderr) if x)
+        raise AssertionError(f"{' '.join(map(str, cmd))} ran past {timeout} s:\n{out.decode()[-3000:]}") from None
     assert proc.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout + proc.stderr
 

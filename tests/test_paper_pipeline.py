@@ -6,9 +6,13 @@ pull, repro re-runs only listing) and two experiments run in parallel by DVC's q
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import re
+import signal
+import subprocess
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,7 +20,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from dvc_helpers import DVC, REPO, eurosat_root, lock_stages, make_repo, merge, random_checkpoint, sh, stages_run
+from dvc_helpers import DVC, ENV, REPO, eurosat_root, lock_stages, make_repo, merge, random_checkpoint, sh, stages_run
 
 
 def _paper_params(data_root: Path, checkpoint: Path) -> dict:
@@ -127,6 +131,39 @@ def _experiments(show: list) -> dict[str, dict]:
     return found
 
 
+WORKERS = Path(".dvc/tmp/exps/celery")  # DVC's queue workers: dvc-exp-worker-<n>.json (pid, returncode) and .out
+
+
+def _start_queue_workers(repo: Path) -> None:
+    """`dvc queue start -j 2`, its output in a file beside the repo. Not a pipe: DVC forks each worker off this
+    command, and the fork keeps the command's stdout/stderr open for as long as its worker lives, so reading a
+    pipe to its end waits for the workers to exit. They exit on their own only when the shutdown that their idle
+    monitor sends once (dvc_task's TemporaryWorker) gets through; one CI run hung here, silent, until CI killed
+    it. Waiting on `dvc queue status` instead bounds the wait, and the workers are killed after."""
+    log = repo.parent / "queue-start.log"
+    with log.open("w") as out:
+        proc = subprocess.run(DVC + ["queue", "start", "-j", "2"], cwd=repo, env=ENV, stdout=out,
+                              stderr=subprocess.STDOUT, timeout=120)
+    assert proc.returncode == 0, log.read_text()
+
+
+def _worker_logs(repo: Path) -> str:
+    return "".join(f"\n--- {p.name}\n{p.read_text()[-2000:]}" for p in sorted((repo / WORKERS).glob("*.out")))
+
+
+def _kill_queue_workers(repo: Path) -> None:
+    """Kill every queue worker still running, with the experiment it runs: DVC starts each in its own process
+    group, and records its pid (returncode still null while it runs)."""
+    for record in (repo / WORKERS).glob("dvc-exp-worker-*.json"):
+        info = json.loads(record.read_text())
+        if info.get("returncode") is not None:
+            continue
+        with contextlib.suppress(ProcessLookupError):
+            group = os.getpgid(info["pid"])
+            if group != os.getpgrp():  # never this test's own group
+                os.killpg(group, signal.SIGKILL)
+
+
 @pytest.mark.slow  # two experiments in parallel through DVC's queue: minutes on a busy 2-core machine
 def test_two_queued_experiments_run_in_parallel_from_the_cache(paper_repo):
     """`dvc exp run --queue -S ...` twice, `dvc queue start -j 2`: both finish, both show in `dvc exp show`, and
@@ -136,14 +173,18 @@ def test_two_queued_experiments_run_in_parallel_from_the_cache(paper_repo):
     for name, c in (("c-small", "0.0001"), ("c-large", "1000000")):  # plain numbers: DVC writes 1e-06 as text
         sh(DVC + ["exp", "run", "--queue", "-n", name, "-S", f"++linear_probe.c_grid=[{c}]",
                   "-S", "++linear_probe.search_steps=0"], paper_repo)
-    sh(DVC + ["queue", "start", "-j", "2"], paper_repo)
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        status = sh(DVC + ["queue", "status"], paper_repo)
-        if not re.search(r"\b(Queued|Running)\b", status):
-            break
-        time.sleep(5)
-    assert len(re.findall(r"^\S+\s+(c-small|c-large)\s.*Success", status, flags=re.M)) == 2, status
+    try:
+        _start_queue_workers(paper_repo)
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            status = sh(DVC + ["queue", "status"], paper_repo, timeout=120)
+            if not re.search(r"\b(Queued|Running)\b", status):
+                break
+            time.sleep(5)
+        succeeded = re.findall(r"^\S+\s+(c-small|c-large)\s.*Success", status, flags=re.M)
+        assert len(succeeded) == 2, status + _worker_logs(paper_repo)
+    finally:
+        _kill_queue_workers(paper_repo)
     exps = _experiments(json.loads(sh(DVC + ["exp", "show", "--json"], paper_repo)))
     assert {"c-small", "c-large"} <= set(exps)
     rows = {n: exps[n]["base2new"]["eurosat"] for n in ("c-small", "c-large")}
