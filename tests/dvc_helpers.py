@@ -22,7 +22,7 @@ ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.envi
        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
 
 
-def sh(cmd: list[str], cwd: Path, env: dict | None = None, timeout: float = 600) -> str:
+def sh(cmd: list[str], cwd: Path, env: dict | None = None, timeout: float = 1200) -> str:
     """Run a command, fail the test with its output tail if it fails or outlives `timeout` seconds (killed then,
     so a hung tool fails its test instead of the whole run); stdout + stderr."""
     try:
