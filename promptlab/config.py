@@ -17,7 +17,7 @@ from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, cre
 
 from promptlab.clip.resolve import looks_like_path  # torch-free
 from promptlab.errors import UserError
-from promptlab.schema import StrictModel
+from promptlab.schema import Distinct, StrictModel
 
 
 def _known_specs(info: ValidationInfo | None) -> dict:
@@ -135,12 +135,13 @@ class DataParams(StrictModel):
     # datasets of your own, {id: {...}}: usable in every key below that names datasets (validated first)
     custom_datasets: dict[str, CustomDatasetParams] = {}
     root: str = "data/raw"  # (contract) a folder laid out like CoOp's $DATA
-    datasets: list[str] = ["synthetic"]  # (contract) dataset ids trained and evaluated base-to-new
+    # (contract) dataset ids trained and evaluated base-to-new
+    datasets: Annotated[list[str], Distinct] = ["synthetic"]
     shots: int = Field(16, ge=1)  # (contract)
-    seeds: list[int] = [1, 2, 3]  # (contract)
+    seeds: Annotated[list[int], Field(min_length=1), Distinct] = [1, 2, 3]  # (contract)
     shard_maxcount: int = Field(2000, ge=1)
     # Datasets sharded for their test split only: the domain-shift and cross-dataset targets not in `datasets`.
-    eval_datasets: list[DatasetId] = ["synthetic_sketch", "synthetic_noise", "synthetic_shapes"]
+    eval_datasets: Annotated[list[DatasetId], Distinct] = ["synthetic_sketch", "synthetic_noise", "synthetic_shapes"]
     # a missing, zero-byte or undecodable image: stop the shard stage naming it (error), or leave it out and
     # record it in the shards' skipped.csv and the validation report (skip); few-shot draws avoid skipped items
     bad_images: Literal["error", "skip"] = "error"
@@ -300,22 +301,23 @@ class DomainShiftParams(StrictModel):
     """Train on the source with all its classes, test on the same classes in other domains."""
 
     source: DatasetId = "synthetic"
-    targets: list[DatasetId] = ["synthetic_sketch", "synthetic_noise"]
+    targets: Annotated[list[DatasetId], Distinct] = ["synthetic_sketch", "synthetic_noise"]
 
 
 class CrossDatasetParams(DomainShiftParams):
     """Train on the source with all its classes, test on other datasets with their own class lists."""
 
-    targets: list[DatasetId] = ["synthetic_shapes"]
+    targets: Annotated[list[DatasetId], Distinct] = ["synthetic_shapes"]
 
 
 class FewShotParams(StrictModel):
     """Accuracy against the number of shots, all classes of each dataset. A K-shot draw is the seed's
     data.shots draw subsampled per class (nested: every K-shot set is inside the larger ones)."""
 
-    datasets: list[DatasetId] = ["synthetic"]
+    datasets: Annotated[list[DatasetId], Distinct] = ["synthetic"]
     shots: list[int] = [1, 2, 4, 8, 16]
-    methods: list[str] | None = None  # which of `methods` also run few-shot curves; null: all of them
+    # which of `methods` also run few-shot curves (others listed are left out); null: all of them
+    methods: Annotated[list[str], Distinct] | None = None
     # Epochs per shot count for methods that train in epochs (CoOp's few-shot schedule: 1-2 shots 50, 4-8 100,
     # 16 200); null: each method's own epochs at every shot count.
     epochs: dict[int, int] | None = None
@@ -339,7 +341,7 @@ PROTOCOLS = ("base2new", "domain_shift", "cross_dataset", "few_shot")
 
 class EvalParams(StrictModel):
     # which protocols the run stages run (params.yaml runs all four; a minimal params file the two core ones)
-    protocols: list[Literal[PROTOCOLS]] = ["base2new", "domain_shift"]
+    protocols: Annotated[list[Literal[PROTOCOLS]], Distinct] = ["base2new", "domain_shift"]
     domain_shift: DomainShiftParams = DomainShiftParams()  # (contract)
     cross_dataset: CrossDatasetParams = CrossDatasetParams()
     few_shot: FewShotParams = FewShotParams()
@@ -409,7 +411,7 @@ def _build_params_model() -> type[StrictModel]:
         data=(DataParams, DataParams()),
         features=(FeatureParams, FeatureParams()),
         prompts=(PromptBankParams, PromptBankParams()),
-        methods=(list[str], ["zeroshot", "coop"]),
+        methods=(Annotated[list[str], Distinct], ["zeroshot", "coop"]),
         eval=(EvalParams, EvalParams()),
         **method_sections,
     )

@@ -102,6 +102,36 @@ def test_out_of_range_value_names_the_key():
     assert "(got 0)" in msg
 
 
+def test_inf_and_nan_are_refused_in_every_float_key():
+    assert _error({"coop": {"lr": float("inf")}}) == "params.yaml: coop.lr: Input should be a finite number (got inf)"
+    assert _error({"pretrain": {"weight_decay": float("nan")}}).startswith("params.yaml: pretrain.weight_decay: ")
+    # YAML 1.1 reads 1e-3 (no dot, as `dvc exp run -S coop.lr=1e-3` writes it) as text: still a number here
+    assert validate_params(yaml.safe_load("coop: {lr: 1e-3}")).coop.lr == 0.001
+
+
+@pytest.mark.parametrize("key, value, repeated", [
+    ("data.seeds", [1, 2, 1], "1"), ("methods", ["zeroshot", "coop", "coop"], "coop"),
+    ("data.datasets", ["synthetic", "synthetic"], "synthetic"),
+    ("data.eval_datasets", ["synthetic_sketch", "synthetic_noise", "synthetic_sketch"], "synthetic_sketch"),
+    ("eval.protocols", ["base2new", "base2new"], "base2new"),
+    ("eval.domain_shift.targets", ["synthetic_noise", "synthetic_noise"], "synthetic_noise"),
+    ("eval.few_shot.methods", ["coop", "coop"], "coop"),
+])
+def test_a_list_that_repeats_an_item_is_refused(key, value, repeated):
+    """A repeated seed, method or dataset would run, shard or score twice under one name."""
+    raw: dict = {}
+    *sections, last = key.split(".")
+    node = raw
+    for section in sections:
+        node = node.setdefault(section, {})
+    node[last] = value
+    assert _error(raw) == f"params.yaml: {key}: {repeated} listed twice"
+
+
+def test_seeds_cannot_be_empty():
+    assert _error({"data": {"seeds": []}}).startswith("params.yaml: data.seeds: List should have at least 1 item")
+
+
 def test_bad_images_allows_only_error_or_skip():
     assert validate_params({"data": {"bad_images": "skip"}}).data.bad_images == "skip"
     assert _error({"data": {"bad_images": "ignore"}}) == \

@@ -23,6 +23,7 @@ while drawing; image bytes are streamed one sample at a time from disk into the 
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import io
@@ -79,6 +80,17 @@ def draw_val(splits: dict[str, list[Item]], train_draw: list[Item], shots: int, 
     return [dataclasses.replace(it, split="val") for it in sample_few_shot(rest, min(shots, 4), seed)]
 
 
+def short_of_shots(dataset: str, train: list[Item], shots: int) -> str | None:
+    """The line to print when no class has `shots` train items. A short class gives all it has, as CoOp's
+    few-shot sampler does (and tiny test roots rely on it); when every class is short, every seed's draw is the
+    whole train split, and results labelled K-shot are not, so the stage says so."""
+    most = max(collections.Counter(it.label for it in train).values(), default=0)
+    if train and shots > most:
+        return (f"shard {dataset}: note: data.shots={shots} but no class has more than {most} train images: "
+                "every seed draws the whole train split")
+    return None
+
+
 def select_readable(splits: dict[str, list[Item]], shots: int, seeds: list[int], spec: DatasetSpec,
                     images: ImageFiles):
     """`select_items` over the items whose images read. Every drawn train/val image is read (once: ImageFiles
@@ -101,6 +113,8 @@ def write_shards(spec: DatasetSpec, root: str | Path, out_dir: Path, *, shots: i
     log = log or _stderr
     splits = read_dataset(spec, root)
     log(f"shard {spec.id}: listed " + ", ".join(f"{s} {len(v)}" for s, v in splits.items()))
+    if not spec.test_only and (note := short_of_shots(spec.id, splits["train"], shots)):
+        log(note)
     names, problems = check_classes(spec, root, splits)
     images = ImageFiles(spec, spec.image_dir(root), skip=bad_images == "skip")
     try:  # class problems are reported with the first bad image, or after every image read

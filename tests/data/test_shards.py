@@ -266,3 +266,18 @@ def test_a_written_manifest_passes_its_validation(sharded, tmp_path):
     report = validate_manifest(manifest, N_CLASSES, report=tmp_path / "r.json")
     assert report == {"suite": "manifest", "success": True, "failed": [], "evaluated": 6}
     assert json.loads((tmp_path / "r.json").read_text()) == report
+
+
+def test_shots_above_every_class_shard_the_whole_split_and_say_so(root, tmp_path):
+    """The world has 3 train images per class: 3 shots draw the whole split silently; 4 draw it too (a short
+    class gives all it has, as CoOp's sampler does), with one line saying that no draw is a 4-shot draw."""
+    lines = {3: [], 4: []}
+    for shots, log in lines.items():
+        (tmp_path / str(shots)).mkdir()
+        write_shards(SPEC, root, tmp_path / str(shots), shots=shots, seeds=[1], maxcount=MAXCOUNT, log=log.append)
+    assert not [line for line in lines[3] if "note" in line]
+    assert [line for line in lines[4] if "note" in line] == [
+        "shard synthetic: note: data.shots=4 but no class has more than 3 train images: every seed draws the whole "
+        "train split"]
+    draws = [json.loads((tmp_path / str(k) / "fewshot.json").read_text())["seeds"]["1"]["train"] for k in (3, 4)]
+    assert draws[0] == draws[1] and len(draws[0]) == 3 * N_CLASSES
