@@ -41,7 +41,11 @@ STAGE_LINE = re.compile(r"^Running stage '([^']+)'")
 def _children(pid: int) -> list[int]:
     """Direct children of pid (Linux /proc/<pid>/task/*/children)."""
     out = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:  # the process exited between being listed and being read
+        return out
+    for task in tasks:
         try:
             out += [int(c) for c in (task / "children").read_text().split()]
         except OSError:
