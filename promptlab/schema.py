@@ -5,7 +5,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict
 
 class StrictModel(BaseModel):
     """Base of every params section: unknown keys are errors, and so are inf and nan in a float key (.inf in
-    YAML). Numbers written as text are read as numbers: DVC's `-S coop.lr=1e-3` writes 1e-3, which YAML 1.1
+    YAML). Numbers written as text are read as numbers: DVC's `-S coop.lr=1e-5` writes 1e-05, which YAML 1.1
     reads as a string."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)

@@ -105,8 +105,8 @@ def test_out_of_range_value_names_the_key():
 def test_inf_and_nan_are_refused_in_every_float_key():
     assert _error({"coop": {"lr": float("inf")}}) == "params.yaml: coop.lr: Input should be a finite number (got inf)"
     assert _error({"pretrain": {"weight_decay": float("nan")}}).startswith("params.yaml: pretrain.weight_decay: ")
-    # YAML 1.1 reads 1e-3 (no dot, as `dvc exp run -S coop.lr=1e-3` writes it) as text: still a number here
-    assert validate_params(yaml.safe_load("coop: {lr: 1e-3}")).coop.lr == 0.001
+    # YAML 1.1 reads 1e-05 (no dot: `dvc exp run -S coop.lr=1e-5` writes it so) as text: still a number here
+    assert validate_params(yaml.safe_load("coop: {lr: 1e-05}")).coop.lr == 1e-5
 
 
 @pytest.mark.parametrize("key, value, repeated", [
