@@ -106,6 +106,7 @@ def test_every_project_path_the_docs_name_exists():
     """A file that moved (e.g. promptlab/protocols.py, split into runs.py, artifacts.py, runner.py) must take
     its mentions with it; patterns such as `promptlab/methods/<name>/` are skipped."""
     pages = [REPO / "README.md", REPO / "BENCHMARKS.md", *sorted(DOCS.rglob("*.md"))]
-    missing = {(page.name, m.group()) for page in pages for m in PROJECT_PATH.finditer(page.read_text())
-               if page.read_text()[m.end():m.end() + 1] not in "<*" and not (REPO / m.group()).exists()}
+    texts = {page.relative_to(REPO).as_posix(): page.read_text() for page in pages}
+    missing = {(name, m.group()) for name, text in texts.items() for m in PROJECT_PATH.finditer(text)
+               if text[m.end():m.end() + 1] not in "<*" and not (REPO / m.group()).exists()}
     assert not missing
